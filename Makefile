@@ -1,0 +1,29 @@
+# mono_depth_ros developer entry points. `make test` works on a fresh machine:
+# it creates .venv with everything pinned in constraints.txt, then runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest test -q -rs --timeout=600
+
+demo: setup
+	$(PY) scripts/demo.py
+
+bench: setup
+	$(PY) benchmarks/bench_node.py
+
+clean:
+	rm -rf $(VENV) build install log *.egg-info

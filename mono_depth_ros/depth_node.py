@@ -1,0 +1,278 @@
+"""depth_node: camera images in, metric depth images and point clouds out.
+
+The ROS layer only: it wires topics and parameters to the rclpy-free modules
+(image_conversion, camera, inference, pointcloud, colorize). Frames are handled
+on a worker thread that always takes the newest image, so the executor keeps
+receiving while the network runs and stale frames are dropped, not queued.
+"""
+from __future__ import annotations
+
+import array
+import dataclasses
+import sys
+import threading
+import time
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from .camera import CameraInfoError, intrinsics_for_image
+from .colorize import colorize_depth
+from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
+from .image_conversion import ImageFormatError, depth_to_image_fields, image_to_rgb
+from .inference import DepthEstimator, resolve_device
+from .model_file import HOW_TO_GET_A_MODEL, ModelFileError, load_model_file
+from .pointcloud import POINT_FIELDS, POINT_STEP, pack_xyzrgb, unit_depth_rays
+
+WARNING_PERIOD_S = 5.0
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad parameter, missing or mismatched model); the text says what to do."""
+
+
+def _to_uint8_array(buffer: np.ndarray) -> array.array:
+    # rclpy stores uint8[] as array('B'); giving it one avoids a per-element check (one memcpy).
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(buffer).reshape(-1).view(np.uint8))
+    return out
+
+
+class DepthNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("depth_node", **kwargs)
+        self._config = self._declare_parameters()
+        if not self._config.model_path.strip():
+            raise StartupError(
+                "parameter 'model_path' is empty: pass model:=/path/to/model.safetensors. " + HOW_TO_GET_A_MODEL
+            )
+        device, device_warning = resolve_device(self._config.device)
+        if device_warning:
+            self.get_logger().warning(device_warning)
+        try:
+            model = load_model_file(self._config.model_path, device="cpu")
+        except ModelFileError as error:
+            raise StartupError(str(error)) from error
+        self._estimator = DepthEstimator(model, device, half=self._config.half_precision)
+        meta = model.metadata
+        self.get_logger().info(
+            f"loaded {model.path} (ResNet-{meta.num_layers}, {meta.input_width}x{meta.input_height}, "
+            f"{'metric' if meta.metric else 'NOT metric: depth_scale sets the scale'}) on {device}"
+            + (" in float16" if self._estimator.half else "")
+        )
+        if not meta.metric and self._config.depth_scale == 1.0:
+            self.get_logger().warning(
+                "this model's depth is not metric and depth_scale is 1.0: distances are relative, not metres "
+                "(see README, 'Scale')"
+            )
+
+        self._last_warning: Dict[str, float] = {}
+        self._camera_info: Optional[CameraInfo] = None
+        self._rays_cache: Tuple[Optional[tuple], Optional[np.ndarray]] = (None, None)
+        self._pending: Optional[Image] = None
+        self._condition = threading.Condition()
+        self._stopping = False
+        self.frames_received = 0
+        self.frames_dropped = 0
+        self.frames_published = 0
+
+        output_qos = QoSProfile(
+            history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.RELIABLE
+        )
+        self._depth_pub = self.create_publisher(Image, "depth", output_qos)
+        self._points_pub = self.create_publisher(PointCloud2, "points", output_qos)
+        self._colored_pub = self.create_publisher(Image, "depth_colored", output_qos)
+        self._info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data
+        )
+        self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
+        self._worker.start()
+
+    # ---- parameters -------------------------------------------------------------------------
+    def _declare_parameters(self) -> DepthNodeConfig:
+        defaults = DepthNodeConfig()
+        values = {}
+        for field in dataclasses.fields(DepthNodeConfig):
+            read_only, description = NODE_PARAMETER_DOCS[field.name]
+            # dynamic_typing lets '80' (int) stand for 80.0; our own validation checks types.
+            descriptor = ParameterDescriptor(description=description, read_only=read_only, dynamic_typing=True)
+            parameter = self.declare_parameter(field.name, getattr(defaults, field.name), descriptor)
+            values[field.name] = parameter.value
+        try:
+            return apply_parameters(defaults, values)
+        except ValueError as error:
+            raise StartupError(str(error)) from error
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters if p.name in NODE_PARAMETER_DOCS}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            updated = apply_parameters(self._config, changes)
+        except ValueError as error:
+            self.get_logger().warning(f"refused parameter change: {error}")
+            return SetParametersResult(successful=False, reason=str(error))
+        self._config = updated  # picked up by the next frame
+        return SetParametersResult(successful=True)
+
+    @property
+    def config(self) -> DepthNodeConfig:
+        return self._config
+
+    # ---- callbacks (executor thread) ---------------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_image(self, msg: Image) -> None:
+        with self._condition:
+            self.frames_received += 1
+            if self._pending is not None:
+                self.frames_dropped += 1  # the worker was busy: keep only the newest frame
+            self._pending = msg
+            self._condition.notify()
+
+    # ---- worker thread -----------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._condition:
+                while self._pending is None and not self._stopping:
+                    self._condition.wait()
+                if self._stopping:
+                    return
+                msg, self._pending = self._pending, None
+            try:
+                self.process(msg)
+            except Exception as error:  # never let one frame stop the node
+                self._warn("processing", f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} failed: {error!r}")
+
+    def _warn(self, kind: str, text: str) -> None:
+        """Warn at most once per WARNING_PERIOD_S for each kind of problem."""
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -1e9) >= WARNING_PERIOD_S:
+            self._last_warning[kind] = now
+            self.get_logger().warning(text)
+
+    def _rays(self, K: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
+        key = (K.tobytes(), height, width, stride)
+        if self._rays_cache[0] != key:
+            self._rays_cache = (key, unit_depth_rays(K, height, width, stride))
+        return self._rays_cache[1]
+
+    def process(self, msg: Image) -> bool:
+        """Handle one image; returns True when outputs were published."""
+        config = self._config
+        info = self._camera_info
+        topic = self._image_sub.topic_name
+        if info is None:
+            self._warn(
+                "no_camera_info",
+                f"no CameraInfo received on {self._info_sub.topic_name} yet; frames on {topic} are skipped "
+                "until it arrives (check the camera_info remapping)",
+            )
+            return False
+        try:
+            rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
+        except ImageFormatError as error:
+            self._warn("image", f"skipping image on {topic}: {error}")
+            return False
+        try:
+            K = intrinsics_for_image(
+                info.k, info.width, info.height, msg.width, msg.height,
+                info.binning_x, info.binning_y,
+                info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height,
+            )
+        except CameraInfoError as error:
+            self._warn("camera_info", f"skipping image on {topic}: {error}")
+            return False
+
+        depth = self._estimator.predict(rgb, extra_scale=config.depth_scale)
+        published_depth = depth.copy() if config.publish_points else depth
+        # REP 118: too close is -inf, too far is +inf.
+        published_depth[depth < config.min_depth] = -np.inf
+        published_depth[depth > config.max_depth] = np.inf
+        self._depth_pub.publish(self._depth_message(msg, published_depth))
+
+        if config.publish_points:
+            stride = config.points_stride
+            cloud = pack_xyzrgb(
+                depth[::stride, ::stride],
+                self._rays(K, msg.height, msg.width, stride),
+                rgb[::stride, ::stride],
+                config.min_depth,
+                config.max_depth,
+            )
+            self._points_pub.publish(self._cloud_message(msg, cloud))
+        if config.publish_colored_depth:
+            self._colored_pub.publish(self._colored_message(msg, colorize_depth(published_depth)))
+        self.frames_published += 1
+        return True
+
+    # ---- messages ----------------------------------------------------------------------------
+    @staticmethod
+    def _depth_message(source: Image, depth: np.ndarray) -> Image:
+        encoding, step, data = depth_to_image_fields(depth)
+        out = Image(header=source.header, height=depth.shape[0], width=depth.shape[1], encoding=encoding)
+        out.is_bigendian = 0
+        out.step = step
+        out.data = _to_uint8_array(data)
+        return out
+
+    @staticmethod
+    def _colored_message(source: Image, bgr: np.ndarray) -> Image:
+        out = Image(header=source.header, height=bgr.shape[0], width=bgr.shape[1], encoding="bgr8")
+        out.step = bgr.shape[1] * 3
+        out.data = _to_uint8_array(bgr)
+        return out
+
+    @staticmethod
+    def _cloud_message(source: Image, cloud) -> PointCloud2:
+        out = PointCloud2(header=source.header, height=cloud.height, width=cloud.width)
+        out.fields = [PointField(name=n, offset=o, datatype=t, count=c) for n, o, t, c in POINT_FIELDS]
+        out.is_bigendian = False
+        out.point_step = POINT_STEP
+        out.row_step = POINT_STEP * cloud.width
+        out.is_dense = False
+        out.data = _to_uint8_array(cloud.data)
+        return out
+
+    # ---- shutdown ----------------------------------------------------------------------------
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        self._worker.join(timeout)
+
+    def destroy_node(self):
+        self.stop()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DepthNode()
+    except StartupError as error:
+        rclpy.logging.get_logger("depth_node").fatal(str(error))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Deployable model files: safetensors weights plus JSON metadata, never pickle.
+
+A model file holds the depth network under ``depth.*`` and, optionally, the pose
+network under ``pose.*``. Its metadata says everything the node needs to run it
+(architecture, input size, depth range, whether depth is metric). Loading never
+executes code from the file: safetensors stores raw tensors only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from .networks import SUPPORTED_RESNETS, DepthNet, PoseNet
+from .safetensors_io import SafetensorsFormatError, read_safetensors, read_safetensors_header, write_safetensors
+
+FORMAT_NAME = "mono_depth_ros"
+FORMAT_VERSION = 1
+METADATA_KEY = "mono_depth_ros.metadata"
+HOW_TO_GET_A_MODEL = (
+    "Create one with random weights: `ros2 run mono_depth_ros create_model --out model.safetensors`, "
+    "or train one from a bag: `ros2 run mono_depth_ros train --bag BAG --out DIR` (see README, 'Getting a model')."
+)
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing, unreadable, or does not match what it claims to be."""
+
+
+@dataclass
+class ModelMetadata:
+    """What a model file says about itself. Field order is the JSON order."""
+
+    architecture: str = "monodepth2"
+    num_layers: int = 18
+    input_width: int = 640
+    input_height: int = 192
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    # metric: depth * depth_scale is in metres. Not metric: only relative depth is meaningful.
+    metric: bool = False
+    depth_scale: float = 1.0
+    # The network was trained on undistorted images; feed it rectified input (image_rect).
+    rectified_input: bool = False
+    # Training camera as (fx / W, fy / H, cx / W, cy / H); None when unknown.
+    normalized_intrinsics: Optional[List[float]] = None
+    has_pose: bool = False
+    training: Dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def validate(self) -> None:
+        problems = []
+        if self.architecture != "monodepth2":
+            problems.append(f"architecture is {self.architecture!r}, this version runs 'monodepth2'")
+        if self.num_layers not in SUPPORTED_RESNETS:
+            problems.append(f"num_layers is {self.num_layers}, supported: {SUPPORTED_RESNETS}")
+        for name in ("input_width", "input_height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0 or value % 32:
+                problems.append(f"{name} is {value!r}, must be a positive multiple of 32")
+        if not (0 < self.min_depth < self.max_depth):
+            problems.append(f"depth range [{self.min_depth}, {self.max_depth}] must satisfy 0 < min < max")
+        if not self.depth_scale > 0:
+            problems.append(f"depth_scale is {self.depth_scale}, must be > 0")
+        if self.normalized_intrinsics is not None and len(self.normalized_intrinsics) != 4:
+            problems.append("normalized_intrinsics must be [fx/W, fy/H, cx/W, cy/H]")
+        if problems:
+            raise ModelFileError("invalid model metadata: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model file") -> "ModelMetadata":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ModelFileError(f"{source}: metadata is not valid JSON ({error})") from error
+        if not isinstance(raw, dict):
+            raise ModelFileError(f"{source}: metadata must be a JSON object")
+        if raw.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"{source}: metadata format is {raw.get('format')!r}, expected {FORMAT_NAME!r}")
+        if raw.get("format_version", 0) > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{source}: written by a newer mono_depth_ros (format_version {raw['format_version']}, "
+                f"this one reads up to {FORMAT_VERSION}); update mono_depth_ros"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        required = {"architecture", "num_layers", "input_width", "input_height", "min_depth", "max_depth", "metric"}
+        missing = sorted(required - raw.keys())
+        if missing:
+            raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}")
+        unknown = sorted(raw.keys() - known)
+        if unknown:
+            raise ModelFileError(f"{source}: metadata has unknown fields {', '.join(unknown)}")
+        metadata = cls(**raw)
+        metadata.validate()
+        return metadata
+
+
+@dataclass
+class LoadedModel:
+    metadata: ModelMetadata
+    depth_net: DepthNet
+    pose_net: Optional[PoseNet]
+    path: Path
+
+
+def build_depth_net(metadata: ModelMetadata, pretrained: bool = False) -> DepthNet:
+    return DepthNet(num_layers=metadata.num_layers, pretrained=pretrained)
+
+
+def build_pose_net(metadata: ModelMetadata, pretrained: bool = False) -> PoseNet:
+    return PoseNet(num_layers=metadata.num_layers, pretrained=pretrained)
+
+
+def _prefixed(prefix: str, module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {f"{prefix}.{key}": value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
+
+
+def save_model_file(
+    path, metadata: ModelMetadata, depth_net: DepthNet, pose_net: Optional[PoseNet] = None
+) -> Path:
+    """Write a model file atomically (temporary file + rename), so a crash never leaves half a file."""
+    metadata = dataclasses.replace(metadata, has_pose=pose_net is not None)
+    metadata.validate()
+    tensors = _prefixed("depth", depth_net)
+    if pose_net is not None:
+        tensors.update(_prefixed("pose", pose_net))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write_safetensors(tmp_name, tensors, metadata={METADATA_KEY: metadata.to_json()})
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def read_model_metadata(path) -> ModelMetadata:
+    """Read only the metadata header (cheap; no tensors are loaded)."""
+    path = Path(path)
+    header = _read_header(path)
+    text = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if text is None:
+        raise ModelFileError(
+            f"{path}: safetensors file without mono_depth_ros metadata; it was not written by this package. "
+            + HOW_TO_GET_A_MODEL
+        )
+    return ModelMetadata.from_json(text, source=str(path))
+
+
+def _read_header(path: Path) -> dict:
+    _check_path(path)
+    try:
+        return read_safetensors_header(path)[0]
+    except SafetensorsFormatError as error:
+        raise ModelFileError(
+            f"{path}: not a mono_depth_ros model file: {error}. mono_depth_ros never unpickles model "
+            "files; convert Monodepth2 checkpoints with import_monodepth2, or " + HOW_TO_GET_A_MODEL
+        ) from error
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist. " + HOW_TO_GET_A_MODEL)
+    if path.is_dir():
+        raise ModelFileError(f"model path {path} is a directory; give the .safetensors file inside it")
+
+
+def _load_into(module: torch.nn.Module, prefix: str, tensors: Dict[str, torch.Tensor], path: Path, what: str) -> None:
+    expected = module.state_dict()
+    given = {key[len(prefix) + 1:]: value for key, value in tensors.items() if key.startswith(prefix + ".")}
+    missing = sorted(expected.keys() - given.keys())
+    unexpected = sorted(given.keys() - expected.keys())
+    wrong_shape = [
+        f"{key}: file {tuple(given[key].shape)} vs network {tuple(expected[key].shape)}"
+        for key in sorted(expected.keys() & given.keys())
+        if given[key].shape != expected[key].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong_shape:
+            details.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:3])})")
+        raise ModelFileError(
+            f"{path}: {what} weights do not match the architecture its metadata declares: "
+            + ", ".join(details)
+            + ". The file is damaged or its metadata is wrong; re-export it from its checkpoint."
+        )
+    module.load_state_dict(given, strict=True)
+
+
+def load_model_file(path, device: str = "cpu") -> LoadedModel:
+    """Load a model file, checking metadata and every weight's name and shape."""
+    path = Path(path)
+    metadata = read_model_metadata(path)
+    try:
+        tensors, _ = read_safetensors(path)
+    except (SafetensorsFormatError, OSError) as error:
+        raise ModelFileError(f"{path}: cannot read weights ({error})") from error
+    depth_net = build_depth_net(metadata)
+    _load_into(depth_net, "depth", tensors, path, "depth network")
+    pose_net = None
+    if metadata.has_pose:
+        pose_net = build_pose_net(metadata)
+        _load_into(pose_net, "pose", tensors, path, "pose network")
+    depth_net.eval().to(device)
+    if pose_net is not None:
+        pose_net.eval().to(device)
+    return LoadedModel(metadata=metadata, depth_net=depth_net, pose_net=pose_net, path=path)

@@ -1,0 +1,38 @@
+"""Shared fixtures. ROS tests get a private DDS domain on loopback so parallel runs never meet."""
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+import torch
+
+from mono_depth_ros.model_file import ModelMetadata, save_model_file
+from mono_depth_ros.networks import DepthNet, PoseNet
+
+
+def pytest_configure(config):
+    # One DDS domain per test session, traffic kept on this machine.
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def random_model_path(tmp_path_factory):
+    """A valid model file with random weights (ResNet-18, 640x192, with pose network)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "random.safetensors"
+    save_model_file(path, ModelMetadata(training={"source": "test"}), DepthNet(18), PoseNet(18))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_model_path(tmp_path_factory):
+    """A fast model file: ResNet-18 at 128x64 input, metric, depth_scale 2.0."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("models") / "small.safetensors"
+    metadata = ModelMetadata(input_width=128, input_height=64, metric=True, depth_scale=2.0, max_depth=50.0)
+    save_model_file(path, metadata, DepthNet(18))
+    return path
