@@ -90,11 +90,12 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     theta_sq = (axis_angle * axis_angle).sum(dim=-1, keepdim=True)  # (B, 1)
     theta = torch.sqrt(theta_sq.clamp(min=1e-12))
     small = theta_sq < 1e-8
-    # sin(t)/t and (1-cos(t))/t^2 with their Taylor series near 0 so gradients stay finite.
+    # sin(t)/t with its Taylor series near 0 so gradients stay finite. (1-cos(t))/t^2 is
+    # written as (sin(t/2)/(t/2))^2 / 2: 1 - cos(t) cancels catastrophically in float32
+    # for t < ~1e-2 (typical early pose outputs) and made its gradient wrong by ~1e-4.
     sin_over_theta = torch.where(small, 1.0 - theta_sq / 6.0, torch.sin(theta) / theta)
-    one_minus_cos_over_theta_sq = torch.where(
-        small, 0.5 - theta_sq / 24.0, (1.0 - torch.cos(theta)) / theta_sq.clamp(min=1e-12)
-    )
+    half_sinc = torch.where(small, 1.0 - theta_sq / 24.0, torch.sin(0.5 * theta) / (0.5 * theta))
+    one_minus_cos_over_theta_sq = 0.5 * half_sinc * half_sinc
     x, y, z = axis_angle.unbind(dim=-1)
     zero = torch.zeros_like(x)
     skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(-1, 3, 3)
