@@ -16,6 +16,8 @@ def colorize_depth(depth: np.ndarray, percentile: float = 95.0) -> np.ndarray:
     np.divide(1.0, depth, out=inverse, where=valid)
     # The percentile of a 1/16 subsample is as good for display and 16x cheaper per frame.
     sample = inverse[::4, ::4][valid[::4, ::4]]
+    if sample.size == 0:  # sparse valid pixels can all miss the subsample grid
+        sample = inverse[valid]
     top = float(np.percentile(sample, percentile)) if sample.size else 1.0
     scaled = np.clip(inverse * (255.0 / max(top, 1e-6)), 0, 255).astype(np.uint8)
     colour = cv2.applyColorMap(scaled, cv2.COLORMAP_MAGMA)

@@ -55,7 +55,9 @@ class ModelMetadata:
     format_version: int = FORMAT_VERSION
 
     def validate(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # range checks below would fail with TypeError on wrongly typed values
+            raise ModelFileError("invalid model metadata: " + "; ".join(problems))
         if self.architecture != "monodepth2":
             problems.append(f"architecture is {self.architecture!r}, this version runs 'monodepth2'")
         if self.num_layers not in SUPPORTED_RESNETS:
@@ -86,7 +88,10 @@ class ModelMetadata:
             raise ModelFileError(f"{source}: metadata must be a JSON object")
         if raw.get("format") != FORMAT_NAME:
             raise ModelFileError(f"{source}: metadata format is {raw.get('format')!r}, expected {FORMAT_NAME!r}")
-        if raw.get("format_version", 0) > FORMAT_VERSION:
+        version = raw.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ModelFileError(f"{source}: metadata format_version is {version!r}, expected an integer")
+        if version > FORMAT_VERSION:
             raise ModelFileError(
                 f"{source}: written by a newer mono_depth_ros (format_version {raw['format_version']}, "
                 f"this one reads up to {FORMAT_VERSION}); update mono_depth_ros"
@@ -100,8 +105,51 @@ class ModelMetadata:
         if unknown:
             raise ModelFileError(f"{source}: metadata has unknown fields {', '.join(unknown)}")
         metadata = cls(**raw)
-        metadata.validate()
+        try:
+            metadata.validate()
+        except ModelFileError as error:  # say which file it is
+            raise ModelFileError(f"{source}: {error}") from None
         return metadata
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type_problems(metadata: ModelMetadata) -> List[str]:
+    """Fields whose JSON type is wrong (e.g. a hand-edited file with "min_depth": "0.1")."""
+    expected = {
+        "architecture": (str, "a string"),
+        "num_layers": (int, "an integer"),
+        "input_width": (int, "an integer"),
+        "input_height": (int, "an integer"),
+        "min_depth": (float, "a number"),
+        "max_depth": (float, "a number"),
+        "metric": (bool, "true or false"),
+        "depth_scale": (float, "a number"),
+        "rectified_input": (bool, "true or false"),
+        "has_pose": (bool, "true or false"),
+        "training": (dict, "a JSON object"),
+        "format": (str, "a string"),
+        "format_version": (int, "an integer"),
+    }
+    problems = []
+    for name, (kind, words) in expected.items():
+        value = getattr(metadata, name)
+        if kind is float:
+            ok = _is_number(value)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            problems.append(f"{name} is {value!r}, must be {words}")
+    intrinsics = metadata.normalized_intrinsics
+    if intrinsics is not None and not (
+        isinstance(intrinsics, (list, tuple)) and all(_is_number(v) for v in intrinsics)
+    ):
+        problems.append(f"normalized_intrinsics is {intrinsics!r}, must be null or a list of 4 numbers")
+    return problems
 
 
 @dataclass
@@ -138,6 +186,9 @@ def save_model_file(
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
+        # mkstemp makes the file 0600; a node running as another user (e.g. in a container)
+        # must be able to read the model. (Reading the umask would mean setting it: not thread-safe.)
+        os.chmod(tmp_name, 0o644)
         write_safetensors(tmp_name, tensors, metadata={METADATA_KEY: metadata.to_json()})
         os.replace(tmp_name, path)
     except BaseException:

@@ -95,15 +95,24 @@ class ReflectConv3x3(nn.Module):
         return self.conv(self.pad(x))
 
 
-def elu(x: torch.Tensor) -> torch.Tensor:
+def elu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """ELU (alpha 1). On the CPU, torch's ELU goes through expm1, which is not vectorised
-    and costs ~8x more than exp; exp(x) - 1 differs from it by < 1e-7 here."""
+    and costs ~8x more than exp; exp(x) - 1 differs from it by < 1e-7 here.
+
+    ``inplace`` lets the result overwrite ``x`` when no gradient is recorded (callers that own
+    ``x``, such as :class:`ConvELU`); by default ``x`` is never modified, like F.elu.
+    """
+    overwrite = inplace and not torch.is_grad_enabled()
     if x.is_cuda:
-        return F.elu(x, inplace=not torch.is_grad_enabled())
+        return F.elu(x, inplace=overwrite)
     if not torch.is_grad_enabled():
         negative = torch.clamp(x, max=0.0).exp_().sub_(1.0)
-        return x.clamp_(min=0.0).add_(negative)
-    return torch.where(x > 0, x, torch.exp(torch.clamp(x, max=0.0)) - 1.0)
+        positive = x.clamp_(min=0.0) if overwrite else torch.clamp(x, min=0.0)
+        return positive.add_(negative)
+    positive = x > 0
+    # where() rather than clamp(max=0): clamp's gradient is 0 at x == 0, ELU's is 1.
+    negative = torch.where(positive, torch.zeros_like(x), x)
+    return torch.where(positive, x, torch.exp(negative) - 1.0)
 
 
 class ConvELU(nn.Module):
@@ -114,7 +123,7 @@ class ConvELU(nn.Module):
         self.conv = ReflectConv3x3(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return elu(self.conv(x))
+        return elu(self.conv(x), inplace=True)  # the conv output is ours to overwrite
 
 
 class DepthDecoder(nn.Module):

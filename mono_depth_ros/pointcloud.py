@@ -67,7 +67,8 @@ def pack_xyzrgb(
         raise ValueError(f"depth {depth.shape}, rays {rays.shape} and rgb {rgb.shape} differ in size")
     z = depth.astype(np.float32, copy=False)
     with np.errstate(invalid="ignore"):
-        z = np.where((z >= min_depth) & (z <= max_depth), z, np.float32(np.nan))
+        # isfinite too: +inf passes the range test when max_depth is +inf (the default)
+        z = np.where(np.isfinite(z) & (z >= min_depth) & (z <= max_depth), z, np.float32(np.nan))
     x = rays[:, :, 0] * z
     y = rays[:, :, 1] * z
     # b, g, r, 0 bytes == little-endian uint32 0x00RRGGBB; cv2.merge interleaves fast.

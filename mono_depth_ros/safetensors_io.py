@@ -82,6 +82,8 @@ def read_safetensors_header(path) -> Tuple[dict, int]:
         raise SafetensorsFormatError(f"header is not JSON ({error})") from error
     if not isinstance(header, dict):
         raise SafetensorsFormatError("header is not a JSON object")
+    if not isinstance(header.get("__metadata__", {}), (dict, type(None))):
+        raise SafetensorsFormatError("header's __metadata__ is not a JSON object")
     return header, 8 + size
 
 

@@ -1,0 +1,189 @@
+"""Tests of mono_depth_ros.networks: shapes, ranges, the custom ELU, pair encoder, offline pretrained."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from mono_depth_ros import networks
+from mono_depth_ros.networks import (
+    DepthNet,
+    PoseNet,
+    PretrainedWeightsUnavailable,
+    ResnetEncoder,
+    elu,
+)
+
+
+@pytest.mark.parametrize("num_layers, channels", [(18, 64), (34, 64), (50, 256)])
+def test_depth_net_scales_shapes_and_range(num_layers, channels):
+    torch.manual_seed(0)
+    net = DepthNet(num_layers).eval()
+    assert net.encoder.num_channels == (64, channels, 2 * channels, 4 * channels, 8 * channels)
+    image = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        features = net.encoder(image)
+        outputs = net(image)
+    assert [tuple(f.shape) for f in features] == [
+        (2, c, 64 // s, 96 // s) for c, s in zip(net.encoder.num_channels, (2, 4, 8, 16, 32))
+    ]
+    assert sorted(outputs) == [0, 1, 2, 3]
+    for scale, disparity in outputs.items():
+        assert disparity.shape == (2, 1, 64 >> scale, 96 >> scale)
+        assert disparity.dtype == torch.float32
+        assert torch.isfinite(disparity).all()
+        assert disparity.min() >= 0 and disparity.max() <= 1
+    # Distinct images give distinct disparity (the network is not constant).
+    assert (outputs[0][0] - outputs[0][1]).abs().max() > 0
+
+
+def test_depth_net_output_scales_selects_outputs_and_matches_full_run():
+    torch.manual_seed(0)
+    net = DepthNet(18).eval()
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        full = net(image)
+        only_finest = net(image, output_scales=(0,))
+    assert list(only_finest) == [0]
+    torch.testing.assert_close(only_finest[0], full[0], rtol=0, atol=0)
+
+
+def test_depth_net_gradients_reach_encoder():
+    torch.manual_seed(0)
+    net = DepthNet(18).train()
+    outputs = net(torch.rand(2, 3, 64, 64))
+    sum(d.mean() for d in outputs.values()).backward()
+    grad = net.encoder.resnet.conv1.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_unsupported_resnet_is_refused():
+    with pytest.raises(ValueError, match=r"ResNet-101 is not supported; choose one of \(18, 34, 50\)"):
+        DepthNet(101)
+
+
+# --------------------------------------------------------------------------- ELU
+
+ELU_INPUTS = torch.cat(
+    [
+        torch.tensor([-100.0, -20.0, -1.0, -1e-3, -1e-8, 0.0, 1e-8, 1e-3, 1.0, 20.0, 1e4]),
+        torch.linspace(-8, 8, 4001),
+    ]
+)
+
+
+def test_elu_matches_torch_in_value_and_gradient():
+    x = ELU_INPUTS.clone().requires_grad_()
+    reference_input = ELU_INPUTS.clone().requires_grad_()
+    ours, reference = elu(x), F.elu(reference_input)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=2e-7)
+    weights = torch.randn(ELU_INPUTS.shape, generator=torch.Generator().manual_seed(1))
+    (ours * weights).sum().backward()
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(x.grad, reference_input.grad, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_elu_without_autograd_matches_torch_and_leaves_input_alone(context):
+    x = ELU_INPUTS.clone().reshape(1, 1, -1)
+    with context():
+        ours = elu(x)
+        reference = F.elu(x)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=2e-7)
+    torch.testing.assert_close(x, ELU_INPUTS.reshape(1, 1, -1), rtol=0, atol=0)  # not overwritten
+
+
+def test_elu_inplace_overwrites_only_without_autograd():
+    x = ELU_INPUTS.clone()
+    with torch.inference_mode():
+        out = elu(x, inplace=True)
+    assert out.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(out, F.elu(ELU_INPUTS), rtol=0, atol=2e-7)
+    y = ELU_INPUTS.clone().requires_grad_()
+    elu(y, inplace=True).sum().backward()  # with autograd it must not touch y
+    torch.testing.assert_close(y.detach(), ELU_INPUTS, rtol=0, atol=0)
+
+
+def test_conv_elu_equals_conv_then_torch_elu():
+    torch.manual_seed(2)
+    block = networks.ConvELU(4, 5)
+    x = torch.randn(2, 4, 9, 11) * 3
+    with torch.inference_mode():
+        ours = block(x)
+        reference = F.elu(block.conv.conv(F.pad(x, (1, 1, 1, 1), mode="reflect")))
+    assert ours.shape == (2, 5, 9, 11)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- pose and pair encoder
+
+
+def test_pose_net_shapes_and_near_identity_start():
+    torch.manual_seed(3)
+    net = PoseNet(18).eval()
+    assert net.encoder.resnet.conv1.in_channels == 6
+    with torch.no_grad():
+        axis_angle, translation = net(torch.rand(3, 3, 64, 96), torch.rand(3, 3, 64, 96))
+    assert axis_angle.shape == (3, 3) and translation.shape == (3, 3)
+    assert torch.isfinite(axis_angle).all() and torch.isfinite(translation).all()
+    # Initial rotations well under a degree and translations under a centimetre-ish.
+    assert axis_angle.abs().max() < 0.01 and translation.abs().max() < 0.01
+
+
+def test_pair_encoder_splits_conv1_and_sees_a_static_pair_like_one_image():
+    torch.manual_seed(4)
+    single = ResnetEncoder(18, num_input_images=1).eval()
+    torch.manual_seed(4)  # same seed: same ResNet weights before conv1 is widened
+    pair = ResnetEncoder(18, num_input_images=2).eval()
+    w_single = single.resnet.conv1.weight
+    w_pair = pair.resnet.conv1.weight
+    assert w_pair.shape == (64, 6, 7, 7)
+    torch.testing.assert_close(w_pair.reshape(64, 2, 3, 7, 7).sum(dim=1), w_single, rtol=0, atol=1e-7)
+    torch.testing.assert_close(w_pair[:, :3], w_pair[:, 3:], rtol=0, atol=0)
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        single_features = single(image)
+        pair_features = pair(torch.cat([image, image], dim=1))
+    for a, b in zip(single_features, pair_features):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- pretrained offline
+
+
+def _offline_builder(*args, **kwargs):
+    if kwargs.get("weights") is not None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    raise AssertionError("the test expected a pretrained build")
+
+
+@pytest.mark.parametrize("num_layers", [18, 50])
+def test_pretrained_without_internet_raises_actionable_error(monkeypatch, num_layers):
+    monkeypatch.setattr(torchvision.models, f"resnet{num_layers}", _offline_builder)
+    with pytest.raises(PretrainedWeightsUnavailable) as caught:
+        DepthNet(num_layers, pretrained=True)
+    message = str(caught.value)
+    assert f"ResNet-{num_layers}" in message
+    assert "name resolution" in message  # the underlying cause is kept
+    assert "$TORCH_HOME/hub/checkpoints" in message
+    assert "pretrained: false" in message
+    assert isinstance(caught.value.__cause__, urllib.error.URLError)
+    with pytest.raises(PretrainedWeightsUnavailable):
+        PoseNet(num_layers, pretrained=True)
+
+
+def test_pretrained_weights_are_requested_from_torchvision(monkeypatch):
+    requested = []
+    real_builder = torchvision.models.resnet18
+
+    def recording_builder(*args, weights=None, **kwargs):
+        requested.append(weights)
+        return real_builder(weights=None)  # never download in tests
+
+    monkeypatch.setattr(torchvision.models, "resnet18", recording_builder)
+    ResnetEncoder(18, pretrained=True)
+    ResnetEncoder(18, pretrained=False)
+    assert requested == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1, None]
