@@ -84,3 +84,29 @@ def unpack_xyzrgb(data, height: int, width: int) -> Tuple[np.ndarray, np.ndarray
     xyz = raw[:, :, :12].copy().view(np.float32).reshape(height, width, 3)
     rgb = raw[:, :, [14, 13, 12]].copy()
     return xyz, rgb
+
+
+def write_ply(path, xyz: np.ndarray, rgb: np.ndarray) -> int:
+    """Write the finite points of (N, 3) float32 xyz with (N, 3) uint8 rgb as binary PLY.
+
+    -> number of points written. Viewable in MeshLab, CloudCompare or Open3D.
+    """
+    xyz = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
+    rgb = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
+    keep = np.isfinite(xyz).all(axis=1)
+    vertices = np.empty(int(keep.sum()), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                                 ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for axis, name in enumerate("xyz"):
+        vertices[name] = xyz[keep, axis]
+    for channel, name in enumerate(("red", "green", "blue")):
+        vertices[name] = rgb[keep, channel]
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {vertices.size}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    with open(path, "wb") as stream:
+        stream.write(header.encode("ascii"))
+        stream.write(vertices.tobytes())
+    return int(vertices.size)

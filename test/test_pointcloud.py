@@ -129,3 +129,19 @@ def test_default_range_accepts_every_positive_finite_depth():
 def test_mismatched_sizes_are_refused():
     with pytest.raises(ValueError, match=r"depth \(2, 3\), rays \(2, 4, 2\) and rgb \(2, 3, 3\) differ in size"):
         pack_xyzrgb(np.ones((2, 3), np.float32), np.ones((2, 4, 2), np.float32), np.ones((2, 3, 3), np.uint8))
+
+
+def test_write_ply_keeps_finite_points_with_colours(tmp_path):
+    from mono_depth_ros.pointcloud import write_ply
+
+    xyz = np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, np.nan], [-1.5, 0.25, 7.0]], dtype=np.float32)
+    rgb = np.array([[255, 0, 10], [1, 2, 3], [0, 128, 255]], dtype=np.uint8)
+    path = tmp_path / "cloud.ply"
+    assert write_ply(path, xyz, rgb) == 2
+    raw = path.read_bytes()
+    header, body = raw.split(b"end_header\n", 1)
+    assert b"element vertex 2" in header and b"binary_little_endian" in header
+    vertices = np.frombuffer(body, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                          ("r", "u1"), ("g", "u1"), ("b", "u1")])
+    np.testing.assert_array_equal(np.stack([vertices["x"], vertices["y"], vertices["z"]], 1), xyz[[0, 2]])
+    np.testing.assert_array_equal(np.stack([vertices["r"], vertices["g"], vertices["b"]], 1), rgb[[0, 2]])
