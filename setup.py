@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             f"depth_node = {PACKAGE}.depth_node:main",
             f"create_model = {PACKAGE}.create_model:main",
+            "train = training.cli:main",
         ],
     },
 )

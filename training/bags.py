@@ -651,7 +651,7 @@ def _require_topic(reader: BagReader, topic: str, option: str, msgtypes: Sequenc
     if summary is None:
         raise BagError(
             f"{option}='{topic}' is not in bag {reader.path}. Topics found:\n{reader.describe_topics()}\n"
-            f"Set {option} to one of them."
+            f"Set data.{option}= to one of them (a train override, or the data: section of the config)."
         )
     if summary.msgtype not in msgtypes:
         raise BagError(
@@ -738,7 +738,7 @@ def discover_topics(
             else:
                 raise BagError(
                     f"several image topics and none has a CameraInfo beside it in bag {reader.path}: "
-                    f"{', '.join(colour_topics)}. Set image_topic (and camera_info_topic or K). {listing}"
+                    f"{', '.join(colour_topics)}. Set data.image_topic (and data.camera_info_topic or data.K). {listing}"
                 )
         elif len(calibrated) == 1:
             selection.image = calibrated[0][0]
@@ -751,7 +751,7 @@ def discover_topics(
                 candidates = ", ".join(t for t, _ in calibrated)
                 raise BagError(
                     f"ambiguous camera topics in bag {reader.path}: {candidates} all have a CameraInfo beside them. "
-                    f"Set image_topic (and right_image_topic for stereo) to choose. {listing}"
+                    f"Set data.image_topic (and data.right_image_topic for stereo) to choose. {listing}"
                 )
     selection.image_type = reader.topics[selection.image].msgtype
 
@@ -796,7 +796,7 @@ def discover_topics(
             else:
                 raise BagError(
                     f"ambiguous right camera in bag {reader.path}: {', '.join(others)}. "
-                    f"Set right_image_topic. {listing}"
+                    f"Set data.right_image_topic. {listing}"
                 )
         selection.right_image_type = reader.topics[selection.right_image].msgtype
         if right_camera_info_topic:
@@ -820,7 +820,7 @@ def discover_topics(
         elif len(odometry) > 1:
             raise BagError(
                 f"several odometry topics in bag {reader.path}: {', '.join(odometry)}. "
-                f"Set odometry_topic to the one that tracks the camera, or 'none'. {listing}"
+                f"Set data.odometry_topic to the one that tracks the camera, or 'none'. {listing}"
             )
 
     # Ground-truth depth (optional; validation metrics).
@@ -840,7 +840,7 @@ def discover_topics(
                 selection.depth = preferred[0]
             else:
                 raise BagError(
-                    f"several depth topics in bag {reader.path}: {', '.join(depth_topics)}. Set depth_topic to "
+                    f"several depth topics in bag {reader.path}: {', '.join(depth_topics)}. Set data.depth_topic to "
                     f"the one registered to {selection.image}, or 'none'. {listing}"
                 )
     return selection
@@ -927,7 +927,7 @@ def stream_recording(reader: BagReader, selection: TopicSelection, summary: Stre
                 elif summary.depth_size != size:
                     raise BagError(
                         f"depth image size changes on {where}: {size[0]}x{size[1]} after {summary.depth_size[0]}x"
-                        f"{summary.depth_size[1]}. Set depth_topic to 'none' or split the bag."
+                        f"{summary.depth_size[1]}. Set data.depth_topic to 'none' or split the bag."
                     )
                 yield StreamItem(role, stamp, depth)
             else:  # image, right_image

@@ -1,0 +1,295 @@
+"""Trainer on in-memory samples rendered with exact depth (training.synthetic), no bags."""
+import dataclasses
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import mono_depth_ros.networks as networks
+from mono_depth_ros.model_file import load_model_file
+from training.config import ConfigError, TrainConfig, apply_overrides
+from training.synthetic import render_recording
+from training.trainer import (
+    CHECKPOINT_NAME,
+    RunError,
+    Trainer,
+    atomic_torch_save,
+    load_checkpoint,
+    train,
+)
+
+BASELINE = 0.2
+
+
+@pytest.fixture(autouse=True)
+def _drop_large_outputs(tmp_path):
+    """Checkpoints are ~100-300 MB each; pytest keeps old tmp dirs, so delete them after each test."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".pt", ".safetensors", ".tmp"):
+            path.unlink()
+
+
+class RecordingDataset(torch.utils.data.Dataset):
+    """Samples per the training/data.py contract from a rendered recording (no augmentation)."""
+
+    def __init__(self, recording, indices, odometry=True):
+        self.recording = recording
+        self.indices = list(indices)
+        self.odometry = odometry
+        self.images = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in recording.images]
+        self.right = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in recording.right_images]
+        self.K = torch.tensor(recording.K, dtype=torch.float32)
+        self.T_stereo_target = torch.eye(4)
+        self.T_stereo_target[0, 3] = -BASELINE
+
+    def __len__(self):
+        return len(self.indices)
+
+    def _distance(self, a, b):
+        if not self.odometry:
+            return torch.tensor(float("nan"))
+        poses = self.recording.poses
+        return torch.tensor(float(np.linalg.norm(poses[a][:3, 3] - poses[b][:3, 3])), dtype=torch.float32)
+
+    def __getitem__(self, index):
+        t = self.indices[index]
+        return {
+            "target": self.images[t], "target_aug": self.images[t],
+            "prev": self.images[t - 1], "prev_aug": self.images[t - 1],
+            "next": self.images[t + 1], "next_aug": self.images[t + 1],
+            "stereo": self.right[t], "stereo_aug": self.right[t],
+            "K": self.K, "T_stereo_target": self.T_stereo_target,
+            "odom_distance_prev": self._distance(t - 1, t), "odom_distance_next": self._distance(t, t + 1),
+            "depth_gt": torch.from_numpy(self.recording.depths[t])[None].float(),
+            "has_depth_gt": torch.tensor(True),
+            "stamp": torch.tensor(self.recording.stamps_ns[t] * 1e-9, dtype=torch.float64),
+            "flipped": torch.tensor(False),
+        }
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return render_recording(num_frames=12, width=64, height=64, stereo=True, baseline_m=BASELINE, seed=1)
+
+
+def make_datasets(recording, odometry=True, train_count=6):
+    train_ds = RecordingDataset(recording, range(1, 1 + train_count), odometry)
+    val_ds = RecordingDataset(recording, range(1 + train_count, 1 + train_count + 2), odometry)
+    return train_ds, val_ds
+
+
+def tiny_config(mode="mono", **overrides):
+    items = [
+        f"mode={mode}", "model.pretrained=false", "data.width=64", "data.height=64", "data.num_workers=0",
+        "optim.batch_size=2", "optim.epochs=2", "optim.lr=1e-3", "log.log_every=1", "log.image_every=0",
+    ] + [f"{key}={value}" for key, value in overrides.items()]
+    return apply_overrides(TrainConfig(), items)
+
+
+def report(has_odometry=True, rectified=True):
+    return SimpleNamespace(
+        has_odometry=has_odometry, rectified=rectified, baseline_m=BASELINE,
+        normalized_intrinsics=[0.7, 1.4, 0.51, 0.49],
+    )
+
+
+def parameters_of(trainer):
+    nets = [trainer.depth_net] + ([trainer.pose_net] if trainer.pose_net is not None else [])
+    return [p.detach().clone() for net in nets for p in net.parameters()]
+
+
+def quiet(message):
+    pass
+
+
+def test_a_few_steps_lower_the_loss(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo")
+    trainer = Trainer(config, train_ds, val_ds, tmp_path, report=report(), log=quiet)
+    batch = torch.utils.data.default_collate([train_ds[0], train_ds[3]])
+    losses = [float(trainer.train_step(batch).total.detach()) for _ in range(8)]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < 0.9 * np.mean(losses[:2]), losses
+
+
+def test_mono_step_trains_depth_and_pose(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    trainer = Trainer(tiny_config("mono"), train_ds, val_ds, tmp_path, report=report(), log=quiet)
+    before_depth = [p.detach().clone() for p in trainer.depth_net.parameters()]
+    before_pose = [p.detach().clone() for p in trainer.pose_net.parameters()]
+    output = trainer.train_step(torch.utils.data.default_collate([train_ds[0], train_ds[1]]))
+    assert output.source_names == ["prev", "next"]
+    assert set(output.parts) >= {"total", "photometric", "smoothness", "velocity", "automask_fraction"}
+    changed = lambda before, net: any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert changed(before_depth, trainer.depth_net) and changed(before_pose, trainer.pose_net)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(recording, tmp_path):
+    # 6 samples, batch 2: 3 steps per epoch. The run is cut mid-epoch (step 2) and continues
+    # across the epoch boundary (scheduler step and validation) to step 4.
+    train_ds, val_ds = make_datasets(recording)
+    datasets = (train_ds, val_ds, report())
+    config = tiny_config("mono", **{"optim.max_steps": 4, "optim.scheduler_step": 1, "optim.scheduler_gamma": 0.5})
+    whole = train(config, tmp_path / "whole", datasets=datasets, log=quiet)
+    assert whole.step == 4 and whole.epoch == 1 and len(whole.losses) == 4
+
+    half_config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, max_steps=2))
+    first = train(half_config, tmp_path / "split", datasets=datasets, log=quiet)
+    assert first.step == 2
+    second = train(config, tmp_path / "split", datasets=datasets, resume=True, log=quiet)
+    assert second.step == 4 and len(second.losses) == 2
+    assert first.losses + second.losses == pytest.approx(whole.losses, abs=0, rel=0)
+
+    whole_state = load_checkpoint(tmp_path / "whole" / "checkpoints" / CHECKPOINT_NAME)
+    split_state = load_checkpoint(tmp_path / "split" / "checkpoints" / CHECKPOINT_NAME)
+    assert split_state["step"] == whole_state["step"] == 4
+    assert split_state["scheduler"]["last_epoch"] == whole_state["scheduler"]["last_epoch"] == 1
+    for net in ("depth_net", "pose_net"):
+        for key, value in whole_state[net].items():
+            assert torch.equal(value, split_state[net][key]), f"{net}.{key} differs after resume"
+    for key, value in whole_state["optimizer"]["state"].items():
+        assert torch.equal(value["exp_avg"], split_state["optimizer"]["state"][key]["exp_avg"])
+
+
+def test_run_directory_rules(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    datasets = (train_ds, val_ds, report())
+    config = tiny_config("stereo", **{"optim.max_steps": 1})
+    with pytest.raises(RunError, match="has no checkpoint"):
+        train(config, tmp_path, datasets=datasets, resume=True, log=quiet)
+    train(config, tmp_path, datasets=datasets, log=quiet)
+    with pytest.raises(RunError, match="pass --resume"):
+        train(config, tmp_path, datasets=datasets, log=quiet)
+    changed = apply_overrides(config, ["model.max_depth=50"])
+    with pytest.raises(ConfigError, match=r"model.max_depth \(checkpoint 100.0, now 50.0\)"):
+        train(changed, tmp_path, datasets=datasets, resume=True, log=quiet)
+
+
+def test_checkpoint_survives_a_crash_during_save(recording, tmp_path, monkeypatch):
+    train_ds, val_ds = make_datasets(recording)
+    trainer = Trainer(tiny_config("stereo"), train_ds, val_ds, tmp_path, report=report(), log=quiet)
+    trainer.step = 5
+    path = trainer.save_checkpoint()
+    good = path.read_bytes()
+
+    def crashing_save(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    trainer.step = 6
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert load_checkpoint(path)["step"] == 5
+    assert sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT_NAME]  # no temporary left behind
+
+    def crashing_replace(source, destination):
+        raise KeyboardInterrupt  # killed between writing and renaming
+
+    monkeypatch.setattr(os, "replace", crashing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 5
+
+
+def test_damaged_checkpoint_is_reported(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match="cannot be read"):
+        load_checkpoint(path)
+    atomic_torch_save({"format": "something else"}, path)
+    with pytest.raises(RunError, match="not a mono_depth_ros training checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "mode, has_odometry, metric, has_pose",
+    [("stereo", False, True, False), ("mono", True, True, True), ("mono", False, False, True)],
+)
+def test_exported_model_loads_with_the_right_metadata(recording, tmp_path, mode, has_odometry, metric, has_pose):
+    train_ds, val_ds = make_datasets(recording, odometry=has_odometry)
+    config = tiny_config(mode, **{"optim.max_steps": 1})
+    result = train(config, tmp_path, datasets=(train_ds, val_ds, report(has_odometry)), log=quiet)
+    assert result.model_path == tmp_path / "model.safetensors"
+    loaded = load_model_file(result.model_path)
+    meta = loaded.metadata
+    assert (meta.input_width, meta.input_height) == (64, 64)
+    assert (meta.min_depth, meta.max_depth) == (0.1, 100.0)
+    assert meta.metric is metric and meta.depth_scale == 1.0
+    assert meta.rectified_input is True
+    assert meta.normalized_intrinsics == [0.7, 1.4, 0.51, 0.49]
+    assert meta.has_pose is has_pose and (loaded.pose_net is not None) is has_pose
+    assert meta.training["mode"] == mode and meta.training["steps"] == 1
+    assert meta.training["velocity_supervision"] is (mode == "mono" and has_odometry)
+    assert meta.training["pretrained"] is False
+    trainer_weights = load_checkpoint(tmp_path / "checkpoints" / CHECKPOINT_NAME)["depth_net"]
+    for key, value in loaded.depth_net.state_dict().items():
+        assert torch.equal(value, trainer_weights[key])
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_validation_reports_depth_metrics_and_tensorboard_gets_scalars_and_images(recording, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo", **{"optim.epochs": 1, "log.image_every": 1})
+    result = train(config, tmp_path, datasets=(train_ds, val_ds, report()), log=quiet)
+    assert len(result.validation) == 1
+    val = result.validation[0]
+    assert val["depth_images"] == 2
+    for name in ("loss", "photometric", "abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"):
+        assert np.isfinite(val[name]), name
+    assert val["scale"] == 1.0  # stereo is metric: no median scaling
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/total", "train/photometric", "train/lr_consistency", "train/lr", "train/images_per_s", "val/loss", "val/abs_rel"} <= scalars
+    images = set(events.Tags()["images"])
+    assert {"train/depth", "train/target", "train/reconstruction_from_stereo", "val/depth", "val/depth_gt"} <= images
+    assert len(events.Scalars("train/total")) == 3
+
+
+def test_validation_median_scales_non_metric_models(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording, odometry=False)
+    trainer = Trainer(tiny_config("mono"), train_ds, val_ds, tmp_path, report=report(has_odometry=False), log=quiet)
+    assert not trainer.is_metric()
+    metrics = trainer.validate()
+    assert metrics["depth_images"] == 2 and metrics["scale"] != 1.0
+
+
+def test_offline_pretrained_weights_fall_back_to_random_initialisation(recording, tmp_path, monkeypatch):
+    def unavailable(num_layers, pretrained):
+        if pretrained:
+            raise networks.PretrainedWeightsUnavailable("no network")
+        return networks.torchvision.models.resnet18(weights=None)
+
+    monkeypatch.setattr(networks, "_build_resnet", unavailable)
+    messages = []
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo", **{"model.pretrained": "true", "optim.max_steps": 1})
+    result = train(config, tmp_path, datasets=(train_ds, val_ds, report()), log=messages.append)
+    assert any("WARNING" in message and "random weights" in message for message in messages)
+    assert load_model_file(result.model_path).metadata.training["pretrained"] is False
+
+
+def test_samples_missing_what_the_mode_needs_are_refused(recording, tmp_path):
+    class MonoOnly(RecordingDataset):
+        def __getitem__(self, index):
+            sample = super().__getitem__(index)
+            del sample["stereo"], sample["stereo_aug"]
+            return sample
+
+    with pytest.raises(RunError, match="lack stereo, stereo_aug"):
+        Trainer(tiny_config("stereo"), MonoOnly(recording, range(1, 7)), None, tmp_path, log=quiet)
+
+
+def test_a_training_split_smaller_than_a_batch_is_refused(recording, tmp_path):
+    train_ds = RecordingDataset(recording, range(1, 2))
+    with pytest.raises(RunError, match="fewer than optim.batch_size=2"):
+        Trainer(tiny_config("stereo"), train_ds, None, tmp_path, log=quiet)

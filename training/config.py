@@ -1,0 +1,372 @@
+"""Training configuration: the dataclasses below are the one source of truth for defaults.
+
+``config/train.yaml`` repeats the same defaults with comments for people (a test keeps the
+two equal). A run's configuration is: defaults <- YAML file <- ``section.key=value``
+overrides from the command line, every value type-checked, unknown keys refused with a
+suggestion.
+
+The defaults reproduce Monodepth2's published KITTI recipe at 640x192 (ResNet-18 with
+ImageNet weights, Adam lr 1e-4, batch 12, 20 epochs, lr x0.1 after 15, SSIM weight 0.85,
+smoothness 1e-3, scales 0-3, depth range 0.1-100).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from mono_depth_ros.networks import SUPPORTED_RESNETS
+
+from .data import DataConfig
+
+MODES = ("mono", "stereo", "mono+stereo")
+STEREO_MODES = ("stereo", "mono+stereo")
+TEMPORAL_MODES = ("mono", "mono+stereo")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong; the message says what and how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int = 18  # ResNet depth of the depth and pose encoders (18, 34, 50)
+    # ImageNet weights for both encoders, as Monodepth2. Needs torchvision's download once
+    # (or the file in $TORCH_HOME/hub/checkpoints); offline the trainer warns and starts
+    # from random weights instead, and the model file records pretrained: false.
+    pretrained: bool = True
+    scales: List[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    min_depth: float = 0.1  # metres for metric modes; the network's output range
+    max_depth: float = 100.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    batch_size: int = 12  # per process (torchrun: per GPU)
+    epochs: int = 20
+    scheduler_step: int = 15  # epochs between learning-rate decays (StepLR)
+    scheduler_gamma: float = 0.1
+    max_steps: int = 0  # stop after this many optimiser steps in total; 0 = run all epochs
+
+
+@dataclass
+class LossConfig:
+    ssim_weight: float = 0.85  # photometric error = w * (1 - SSIM) / 2 + (1 - w) * L1
+    smoothness: float = 1e-3  # edge-aware smoothness weight at scale 0 (halved per scale)
+    automask: bool = True  # ignore pixels that the unwarped source explains better
+    min_reprojection: bool = True  # per-pixel minimum over sources (False: average)
+    lr_consistency: float = 1.0  # stereo modes: left-right disparity consistency (Monodepth v1); 0 = off
+    velocity_weight: float = 0.1  # mono modes with odometry: | |t| - distance | (PackNet-SfM); 0 = off
+
+
+@dataclass
+class ValConfig:
+    enabled: bool = True  # validate after every epoch
+    min_depth: float = 1e-3  # ground truth outside (min, max) is ignored; predictions are clamped to it
+    max_depth: float = 80.0  # the usual 80 m cap of KITTI evaluations
+    max_batches: int = 0  # 0 = the whole validation split
+
+
+@dataclass
+class LogConfig:
+    log_every: int = 50  # steps between TensorBoard scalars
+    image_every: int = 500  # steps between TensorBoard images; 0 = never
+    checkpoint_every: int = 1000  # steps between checkpoints (one is also written every epoch); 0 = epochs only
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "mono"  # mono (frames t-1, t+1) | stereo (other camera) | mono+stereo
+    seed: int = 0
+    device: str = ""  # "" = cuda when available, else cpu; or "cpu", "cuda", "cuda:N"
+    amp: bool = True  # mixed precision (float16 autocast + gradient scaling), CUDA only
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# --------------------------------------------------------------------------- type checking
+
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _hints(cls) -> Dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotation: fall back to the defaults' types
+        defaults = cls()
+        return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(cls)}
+
+
+def _describe(hint) -> str:
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return "null"
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if origin in (list, tuple):
+        args = typing.get_args(hint)
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _check(value: Any, hint, where: str) -> Any:
+    """Return ``value`` converted to ``hint`` (int -> float only), or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} must be {_describe(hint)}, got {value!r}")
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a section (a mapping of keys), got {value!r}")
+        return _from_dict(hint, value, where + ".")
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be {_describe(hint)}, got {value!r}")
+        args = typing.get_args(hint)
+        item_hint = args[0] if args else Any
+        return [_check(item, item_hint, f"{where}[{index}]") for index, item in enumerate(value)]
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads '1e-4' (no dot) as a string
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r} (quote it in YAML)")
+        return value
+    return value
+
+
+def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" Did you mean '{where}{close[0]}'?" if close else ""
+    return ConfigError(f"unknown config key '{where}{key}'.{hint} Known keys here: {', '.join(known)}")
+
+
+def _from_dict(cls, raw: Dict[str, Any], where: str = "", base=None):
+    """Build dataclass ``cls`` from a (possibly partial) mapping over ``base`` (default: defaults)."""
+    base = base if base is not None else cls()
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise _unknown_key(str(key), names, where)
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key} must be a section (a mapping of keys), got {value!r}")
+            values[key] = _from_dict(hint, value, f"{where}{key}.", getattr(base, key))
+        else:
+            values[key] = _check(value, hint, f"{where}{key}")
+    return dataclasses.replace(base, **values)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def config_to_dict(config: TrainConfig) -> Dict[str, Any]:
+    """Plain nested dict (YAML / checkpoint friendly)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(raw: Dict[str, Any], base: Optional[TrainConfig] = None) -> TrainConfig:
+    """TrainConfig from a nested mapping (partial mappings keep ``base``'s other values)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a training config must be a mapping of sections, got {type(raw).__name__}")
+    config = _from_dict(TrainConfig, raw, "", base)
+    validate_config(config)
+    return config
+
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
+
+
+def parse_override(text: str) -> tuple:
+    """'section.key=value' -> (['section', 'key'], raw value text)."""
+    match = _OVERRIDE.match(text.strip())
+    if not match:
+        raise ConfigError(f"override '{text}' is not of the form section.key=value (e.g. optim.batch_size=4)")
+    return match.group(1).split("."), match.group(2)
+
+
+def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """Apply 'section.key=value' overrides; values are YAML scalars/lists, type-checked."""
+    raw = config_to_dict(config)
+    for text in overrides:
+        keys, value_text = parse_override(text)
+        node: Any = TrainConfig
+        target = raw
+        for depth, key in enumerate(keys):
+            if not dataclasses.is_dataclass(node):
+                raise ConfigError(
+                    f"override '{text}': '{'.'.join(keys[:depth])}' is a value, not a section"
+                )
+            names = [f.name for f in dataclasses.fields(node)]
+            if key not in names:
+                raise _unknown_key(key, names, "".join(k + "." for k in keys[:depth]))
+            hint = _hints(node)[key]
+            if depth == len(keys) - 1:
+                if dataclasses.is_dataclass(hint):
+                    raise ConfigError(f"override '{text}': '{'.'.join(keys)}' is a section; set one of its keys")
+                target[key] = _parse_value(value_text, hint, text)
+            else:
+                node = hint
+                target = target[key]
+    return config_from_dict(raw)
+
+
+def _accepts_str(hint) -> bool:
+    if hint is str:
+        return True
+    return any(arg is str for arg in typing.get_args(hint))
+
+
+def _parse_value(text: str, hint, override: str) -> Any:
+    if _accepts_str(hint) and not (_accepts_none(hint) and text.strip() in ("null", "~", "None")):
+        return text  # strings are taken verbatim (topics may look like numbers)
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override '{override}': cannot parse value '{text}' ({error})") from error
+
+
+def _accepts_none(hint) -> bool:
+    return any(arg is type(None) for arg in typing.get_args(hint))
+
+
+def load_config(path=None, overrides: Sequence[str] = (), base: Optional[TrainConfig] = None) -> TrainConfig:
+    """Defaults (or ``base``) <- YAML file ``path`` (optional, may be partial) <- overrides."""
+    config = base if base is not None else TrainConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+        try:
+            config = config_from_dict(raw or {}, config)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from error
+    if overrides:
+        config = apply_overrides(config, overrides)
+    validate_config(config)
+    return config
+
+
+def save_config(config: TrainConfig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Cross-field checks; raise ConfigError naming every problem found."""
+    problems: List[str] = []
+
+    def need(condition: bool, message: str) -> None:
+        if not condition:
+            problems.append(message)
+
+    need(config.mode in MODES, f"mode is '{config.mode}'; choose one of {', '.join(MODES)}")
+    need(
+        config.device == "" or config.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", config.device) is not None,
+        f"device is '{config.device}'; use '' (automatic), 'cpu', 'cuda' or 'cuda:N'",
+    )
+    model = config.model
+    need(model.num_layers in SUPPORTED_RESNETS, f"model.num_layers is {model.num_layers}; choose one of {SUPPORTED_RESNETS}")
+    need(
+        len(model.scales) > 0 and 0 in model.scales and set(model.scales) <= {0, 1, 2, 3}
+        and len(set(model.scales)) == len(model.scales),
+        f"model.scales is {model.scales}; use distinct values from 0-3 including 0",
+    )
+    need(0 < model.min_depth < model.max_depth, f"model depth range [{model.min_depth}, {model.max_depth}] needs 0 < min < max")
+    optim = config.optim
+    need(optim.lr > 0, f"optim.lr is {optim.lr}; must be > 0")
+    need(optim.batch_size >= 1, f"optim.batch_size is {optim.batch_size}; must be >= 1")
+    need(optim.epochs >= 1, f"optim.epochs is {optim.epochs}; must be >= 1")
+    need(optim.scheduler_step >= 1, f"optim.scheduler_step is {optim.scheduler_step}; must be >= 1")
+    need(0 < optim.scheduler_gamma <= 1, f"optim.scheduler_gamma is {optim.scheduler_gamma}; must be in (0, 1]")
+    need(optim.max_steps >= 0, f"optim.max_steps is {optim.max_steps}; must be >= 0 (0 = no limit)")
+    loss = config.loss
+    need(0 <= loss.ssim_weight <= 1, f"loss.ssim_weight is {loss.ssim_weight}; must be in [0, 1]")
+    for name in ("smoothness", "lr_consistency", "velocity_weight"):
+        need(getattr(loss, name) >= 0, f"loss.{name} is {getattr(loss, name)}; must be >= 0")
+    val = config.val
+    need(0 < val.min_depth < val.max_depth, f"val depth range [{val.min_depth}, {val.max_depth}] needs 0 < min < max")
+    need(val.max_batches >= 0, f"val.max_batches is {val.max_batches}; must be >= 0")
+    log = config.log
+    need(log.log_every >= 1, f"log.log_every is {log.log_every}; must be >= 1")
+    need(log.image_every >= 0, f"log.image_every is {log.image_every}; must be >= 0")
+    need(log.checkpoint_every >= 0, f"log.checkpoint_every is {log.checkpoint_every}; must be >= 0")
+    for name in ("width", "height"):
+        value = getattr(config.data, name, None)
+        if isinstance(value, int):
+            # 5 stride-2 stages, and the decoder's reflection padding needs a bottleneck of >= 2 pixels.
+            need(value >= 64 and value % 32 == 0, f"data.{name} is {value}; must be a multiple of 32 and at least 64")
+    data_validate = getattr(config.data, "validate", None)
+    if callable(data_validate):
+        try:
+            data_validate()
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError("invalid training config: " + "; ".join(problems))
+
+
+def find_default_config_file() -> Optional[Path]:
+    """The installed config/train.yaml (colcon share dir, pip data files or source tree), if any."""
+    import os
+    import sys
+
+    candidates = []
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / "share" / "mono_depth_ros" / "config" / "train.yaml")
+    candidates.append(Path(sys.prefix) / "share" / "mono_depth_ros" / "config" / "train.yaml")
+    candidates.append(Path(__file__).resolve().parent.parent / "config" / "train.yaml")  # source / editable install
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None

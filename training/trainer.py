@@ -1,0 +1,983 @@
+"""Self-supervised training loop: Monodepth2 (mono, mono+stereo) and Monodepth v1-style stereo.
+
+:func:`train` is the entry point (the CLI calls it): it reads bags through
+:func:`training.data.build_datasets`, trains, validates every epoch, writes checkpoints
+atomically and exports the deployable model file the node loads.
+
+Run directory layout (``out_dir``)::
+
+    config.yaml               resolved configuration
+    checkpoints/last.pt       latest checkpoint (torch.save of tensors/primitives only)
+    tensorboard/              TensorBoard event files
+    model.safetensors         deployable model (mono_depth_ros.model_file)
+
+Distributed: launched by ``torchrun`` (WORLD_SIZE > 1), every process trains on its own
+shard with DistributedDataParallel (NCCL on CUDA, gloo on the CPU); only rank 0 logs and
+writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from mono_depth_ros.geometry import invert_transform, pose_vector_to_matrix
+from mono_depth_ros.model_file import ModelMetadata, save_model_file
+from mono_depth_ros.networks import DepthNet, PoseNet, PretrainedWeightsUnavailable
+
+from .config import (
+    STEREO_MODES,
+    TEMPORAL_MODES,
+    ConfigError,
+    TrainConfig,
+    config_to_dict,
+    save_config,
+)
+from .losses import lr_consistency, multiscale_view_loss, velocity_loss
+from .metrics import DEPTH_METRIC_NAMES, MetricAverager, batch_depth_metrics
+
+CHECKPOINT_FORMAT = "mono_depth_ros.train_checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "last.pt"
+MODEL_NAME = "model.safetensors"
+# Settings a resumed run cannot change: they change what the saved weights mean, or the optimiser,
+# scheduler and position in the epoch that the checkpoint restores.
+STRUCTURAL_KEYS = (
+    "mode", "model.num_layers", "model.scales", "model.min_depth", "model.max_depth", "data.width", "data.height",
+    "optim.lr", "optim.batch_size", "optim.scheduler_step", "optim.scheduler_gamma",
+)
+
+
+class RunError(RuntimeError):
+    """The run cannot start or continue as asked (run directory, checkpoint or data size)."""
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def setup_distributed(device: torch.device) -> DistributedContext:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    initialized_here = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            try:  # binding the device up front lets NCCL set up eagerly (torch >= 2.3)
+                dist.init_process_group(backend="nccl", device_id=device)
+            except TypeError:
+                dist.init_process_group(backend="nccl")
+        else:
+            dist.init_process_group(backend="gloo")
+        initialized_here = True
+    return DistributedContext(rank, world_size, local_rank, initialized_here)
+
+
+def select_device(config: TrainConfig) -> torch.device:
+    """config.device, or CUDA when available; under torchrun each process takes cuda:LOCAL_RANK."""
+    wanted = config.device
+    if wanted == "":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device is '{config.device}' but CUDA is not available; use device=cpu")
+        if wanted == "cuda":
+            wanted = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        device = torch.device(wanted)
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """DistributedSampler whose epoch can start part-way, so a resumed run sees the
+    same batches in the same order as an uninterrupted one (shuffle order = f(seed, epoch))."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.skip = 0
+
+    def set_position(self, epoch: int, skip_samples: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip_samples
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip:])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+class ShardSampler(Sampler):
+    """Every world_size-th index from rank, in order, without padding (validation)."""
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker; give NumPy and random the same per-worker seed.
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """torch.save to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    A crash at any point leaves either the previous file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def load_checkpoint(path) -> Dict[str, Any]:
+    """Load a training checkpoint safely (weights_only: tensors and primitives, no code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise RunError(f"checkpoint {path} cannot be read ({error}); it is damaged or not a checkpoint") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path} is not a mono_depth_ros training checkpoint")
+    if checkpoint.get("version", 0) > CHECKPOINT_VERSION:
+        raise RunError(f"{path} was written by a newer mono_depth_ros; update it to resume this run")
+    return checkpoint
+
+
+def _rng_state() -> Dict[str, Any]:
+    numpy_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "python": [list(item) if isinstance(item, tuple) else item for item in random.getstate()],
+        "cuda": [],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+         numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    )
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume_checkpoint(out_dir) -> Dict[str, Any]:
+    """The checkpoint that --resume continues in run directory ``out_dir``."""
+    path = Path(out_dir) / "checkpoints" / CHECKPOINT_NAME
+    if not path.exists():
+        raise RunError(f"--resume: {out_dir} has no checkpoint ({path}); run without --resume to start")
+    return load_checkpoint(path)
+
+
+def _get_path(config_dict: Dict[str, Any], dotted: str) -> Any:
+    node: Any = config_dict
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def check_resume_compatible(config: TrainConfig, checkpoint: Dict[str, Any]) -> None:
+    """Refuse to resume with settings that change what the saved weights mean."""
+    saved = checkpoint.get("config", {})
+    current = config_to_dict(config)
+    changed = [
+        f"{key} (checkpoint {_get_path(saved, key)!r}, now {_get_path(current, key)!r})"
+        for key in STRUCTURAL_KEYS
+        if _get_path(saved, key) != _get_path(current, key)
+    ]
+    if changed:
+        raise ConfigError(
+            "cannot resume: these settings differ from the checkpoint's: " + "; ".join(changed)
+            + ". Resume with the run's own settings (leave them out), or start a new run in another --out directory."
+        )
+
+
+# --------------------------------------------------------------------------- visualisation
+
+
+def _colourised(depth: torch.Tensor) -> np.ndarray:
+    """(1, H, W) depth -> (H, W, 3) uint8 RGB (near bright, far dark)."""
+    from mono_depth_ros.colorize import colorize_depth
+
+    bgr = colorize_depth(depth[0].detach().float().cpu().numpy())
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _image(tensor: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    array = tensor.detach().float().clamp(0, 1).cpu().permute(1, 2, 0).numpy()
+    return (array * 255.0 + 0.5).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class StepOutput:
+    """Losses of one batch (tensors, detached for logging except ``total``) and visuals."""
+
+    total: torch.Tensor
+    parts: Dict[str, torch.Tensor]
+    depth: torch.Tensor  # (B, 1, H, W) scale-0 depth of the target
+    warped: torch.Tensor  # (S, B, 3, H, W) scale-0 reconstructions of the target
+    automask: torch.Tensor  # (B, 1, H, W)
+    source_names: List[str]
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    checkpoint_path: Path
+    step: int
+    epoch: int
+    metric: bool
+    losses: List[float] = field(default_factory=list)  # training loss of each step of this invocation
+    validation: List[Dict[str, float]] = field(default_factory=list)  # one entry per validation
+
+
+REQUIRED_KEYS = {
+    "mono": ("target", "target_aug", "prev", "next", "prev_aug", "next_aug", "K"),
+    "stereo": ("target", "target_aug", "stereo", "stereo_aug", "K", "T_stereo_target"),
+    "mono+stereo": ("target", "target_aug", "prev", "next", "prev_aug", "next_aug", "stereo", "stereo_aug", "K", "T_stereo_target"),
+}
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Owns the networks, optimiser and loops of one run.
+
+    train_dataset / val_dataset yield samples as described in training/data.py (dicts of
+    tensors). ``report`` is the data report (rectification, intrinsics, odometry) or None.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_dataset: Dataset,
+        val_dataset: Optional[Dataset],
+        out_dir,
+        *,
+        report: Any = None,
+        bag_paths: Sequence[str] = (),
+        log: Callable[[str], None] = print,
+        context: Optional[DistributedContext] = None,
+        device: Optional[torch.device] = None,
+    ):
+        self.config = config
+        self.context = context or DistributedContext()
+        self.device = device or select_device(config)
+        self.out_dir = Path(out_dir)
+        self.report = report
+        self.bag_paths = [str(path) for path in bag_paths]
+        self._log = log
+        self.mode = config.mode
+        self.temporal = config.mode in TEMPORAL_MODES
+        self.stereo = config.mode in STEREO_MODES
+        self.use_lr = self.stereo and config.loss.lr_consistency > 0
+        # Velocity supervision needs odometry; the data report says whether the bags have it.
+        self.use_velocity = (
+            self.temporal and config.loss.velocity_weight > 0
+            and (report is None or bool(getattr(report, "has_odometry", True)))
+        )
+        self.amp = bool(config.amp and self.device.type == "cuda")
+        self.train_dataset = train_dataset
+        self.val_dataset = val_dataset if val_dataset is not None and len(val_dataset) > 0 else None
+        self._check_sample(train_dataset, "training")
+
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self.pretrained_used = self._build_networks()
+        torch.manual_seed(config.seed + 7919 * self.context.rank)  # per-rank randomness from here on
+        np.random.seed((config.seed + 7919 * self.context.rank) % 2 ** 32)
+        random.seed(config.seed + 7919 * self.context.rank)
+
+        parameters = list(self.depth_net.parameters())
+        if self.pose_net is not None:
+            parameters += list(self.pose_net.parameters())
+        try:
+            # The fused kernel is ~6x faster than the default per-tensor loop on the CPU too.
+            self.optimizer = torch.optim.Adam(parameters, lr=config.optim.lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # older torch: no fused Adam on this device
+            self.optimizer = torch.optim.Adam(parameters, lr=config.optim.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.optim.scheduler_step, gamma=config.optim.scheduler_gamma
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+        self.depth_train: torch.nn.Module = self.depth_net
+        self.pose_train: Optional[torch.nn.Module] = self.pose_net
+        if self.context.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.depth_train = DDP(self.depth_net, device_ids=device_ids)
+            if self.pose_net is not None:
+                self.pose_train = DDP(self.pose_net, device_ids=device_ids)
+
+        self.sampler = ResumableDistributedSampler(
+            train_dataset, self.context.world_size, self.context.rank, config.seed
+        )
+        self.steps_per_epoch = self.sampler.num_samples // config.optim.batch_size
+        if self.steps_per_epoch == 0:
+            raise RunError(
+                f"the training split has {len(train_dataset)} samples"
+                + (f" ({self.sampler.num_samples} per process)" if self.context.enabled else "")
+                + f", fewer than optim.batch_size={config.optim.batch_size}: lower optim.batch_size "
+                "or record a longer bag"
+            )
+        total = config.optim.epochs * self.steps_per_epoch
+        self.total_steps = min(total, config.optim.max_steps) if config.optim.max_steps else total
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.writer = None
+        self.checkpoint_path = self.out_dir / "checkpoints" / CHECKPOINT_NAME
+        # Frame pairs with a known odometry distance so far (a device tensor: no per-step sync).
+        self.odometry_pairs = torch.zeros((), device=self.device)
+        self.model_path = self.out_dir / MODEL_NAME
+
+    # ------------------------------------------------------------------ setup
+
+    def log(self, message: str) -> None:
+        if self.context.is_main:
+            self._log(message)
+
+    def _check_sample(self, dataset: Dataset, split: str) -> None:
+        if len(dataset) == 0:
+            raise RunError(f"the {split} split is empty: record a longer bag or lower data.val_fraction")
+        sample = dataset[0]
+        missing = [key for key in REQUIRED_KEYS[self.mode] if key not in sample]
+        if missing:
+            raise RunError(
+                f"{split} samples lack {', '.join(missing)}, which mode '{self.mode}' needs; "
+                "build the datasets with the same mode"
+            )
+
+    def _build_networks(self) -> bool:
+        config = self.config.model
+        pretrained = config.pretrained
+
+        def build(use_pretrained: bool):
+            depth = DepthNet(config.num_layers, pretrained=use_pretrained, scales=config.scales)
+            pose = PoseNet(config.num_layers, pretrained=use_pretrained) if self.temporal else None
+            return depth, pose
+
+        # Rank 0 first, so only one process downloads ImageNet weights into the shared cache.
+        if not self.context.is_main:
+            self.context.barrier()
+        try:
+            depth, pose = build(pretrained)
+        except PretrainedWeightsUnavailable as error:
+            self.log(
+                f"WARNING: {error}\nWARNING: training starts from random weights; expect clearly worse "
+                "depth than with ImageNet initialisation. The model file records pretrained: false."
+            )
+            torch.manual_seed(self.config.seed)
+            depth, pose = build(False)
+            pretrained = False
+        if self.context.is_main:
+            self.context.barrier()
+        self.depth_net = depth.to(self.device)
+        self.pose_net = pose.to(self.device) if pose is not None else None
+        return pretrained
+
+    def _loader(self, dataset: Dataset, sampler: Sampler, epoch: int, drop_last: bool) -> DataLoader:
+        workers = int(getattr(self.config.data, "num_workers", 0) or 0)
+        generator = torch.Generator()
+        # Worker seeds depend only on (seed, epoch, rank), never on the global RNG.
+        generator.manual_seed(self.config.seed * 1_000_003 + epoch * 7919 + self.context.rank)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.optim.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=drop_last,
+            worker_init_fn=_seed_worker if workers > 0 else None,
+            generator=generator,
+        )
+
+    # ------------------------------------------------------------------ losses
+
+    def _to_device(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        non_blocking = self.device.type == "cuda"
+        return {
+            key: value.to(self.device, non_blocking=non_blocking) if torch.is_tensor(value) else value
+            for key, value in batch.items()
+        }
+
+    def compute_losses(self, batch: Dict[str, torch.Tensor], training: bool = True) -> StepOutput:
+        """Forward both networks on a batch (already on the device) and build the loss."""
+        config = self.config
+        depth_net = self.depth_train if training else self.depth_net
+        pose_net = self.pose_train if training else self.pose_net
+        target = batch["target"].float()
+        K = batch["K"].float()
+        batch_size = target.shape[0]
+        min_depth, max_depth = config.model.min_depth, config.model.max_depth
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
+
+        depth_inputs = [batch["target_aug"]]
+        if self.use_lr:
+            depth_inputs.append(batch["stereo_aug"])  # one forward for both views (one DDP call)
+        with autocast:
+            disparities = depth_net(torch.cat(depth_inputs, 0))
+        disparities = {scale: value.float() for scale, value in disparities.items()}
+        target_disp = {scale: value[:batch_size] for scale, value in disparities.items()}
+
+        sources: List[torch.Tensor] = []
+        transforms: List[torch.Tensor] = []
+        names: List[str] = []
+        parts: Dict[str, torch.Tensor] = {}
+        total = target.new_zeros(())
+        if self.temporal:
+            with autocast:
+                axis_angle, translation = pose_net(
+                    torch.cat([batch["prev_aug"], batch["target_aug"]], 0),
+                    torch.cat([batch["target_aug"], batch["next_aug"]], 0),
+                )
+            axis_angle, translation = axis_angle.float(), translation.float()
+            # PoseNet(earlier, later) gives T_later_earlier: (prev, target) -> T_t_prev, (target, next) -> T_next_t.
+            T_target_prev = pose_vector_to_matrix(axis_angle[:batch_size], translation[:batch_size])
+            T_next_target = pose_vector_to_matrix(axis_angle[batch_size:], translation[batch_size:])
+            sources += [batch["prev"].float(), batch["next"].float()]
+            transforms += [invert_transform(T_target_prev), T_next_target]
+            names += ["prev", "next"]
+            if self.use_velocity and "odom_distance_prev" in batch:
+                distances = torch.cat([batch["odom_distance_prev"], batch["odom_distance_next"]], 0).float()
+                if training:
+                    self.odometry_pairs += torch.isfinite(distances).sum()
+                velocity = velocity_loss(translation, distances)
+                parts["velocity"] = velocity.detach()
+                total = total + config.loss.velocity_weight * velocity
+        if self.stereo:
+            sources.append(batch["stereo"].float())
+            transforms.append(batch["T_stereo_target"].float())
+            names.append("stereo")
+
+        loss_options = dict(
+            min_depth=min_depth,
+            max_depth=max_depth,
+            ssim_weight=config.loss.ssim_weight,
+            smoothness_weight=config.loss.smoothness,
+            automask=config.loss.automask,
+            min_reprojection=config.loss.min_reprojection,
+        )
+        view = multiscale_view_loss(target_disp, target, sources, transforms, K, **loss_options)
+        photometric, smoothness = view.photometric, view.smoothness
+        view_total = view.total
+        if self.use_lr:
+            # Monodepth v1: the other camera's image is a target too (reconstructed from this one),
+            # and the two disparity maps must agree.
+            stereo_disp = {scale: value[batch_size:] for scale, value in disparities.items()}
+            T_stereo_target = batch["T_stereo_target"].float()
+            T_target_stereo = invert_transform(T_stereo_target)
+            other = multiscale_view_loss(
+                stereo_disp, batch["stereo"].float(), [target], [T_target_stereo], K, **loss_options
+            )
+            view_total = (view_total + other.total) / 2
+            photometric = (photometric + other.photometric) / 2
+            smoothness = (smoothness + other.smoothness) / 2
+            height, width = target.shape[-2:]
+            consistency = target.new_zeros(())
+            for scale in target_disp:
+                this_disp, other_disp = target_disp[scale], stereo_disp[scale]
+                if this_disp.shape[-2:] != (height, width):
+                    this_disp = F.interpolate(this_disp, size=(height, width), mode="bilinear", align_corners=False)
+                    other_disp = F.interpolate(other_disp, size=(height, width), mode="bilinear", align_corners=False)
+                consistency = consistency + lr_consistency(
+                    this_disp, other_disp, T_stereo_target, K, min_depth=min_depth, max_depth=max_depth
+                ) + lr_consistency(
+                    other_disp, this_disp, T_target_stereo, K, min_depth=min_depth, max_depth=max_depth
+                )
+            consistency = consistency / (2 * len(target_disp))
+            parts["lr_consistency"] = consistency.detach()
+            total = total + config.loss.lr_consistency * consistency
+        total = total + view_total
+        parts["photometric"] = photometric.detach()
+        parts["smoothness"] = smoothness.detach()
+        parts["automask_fraction"] = view.automask_fraction
+        parts["total"] = total.detach()
+        return StepOutput(total, parts, view.depth, view.warped, view.automask, names)
+
+    # ------------------------------------------------------------------ training
+
+    def train_step(self, batch: Dict[str, Any]) -> StepOutput:
+        """One optimiser step on a batch (moved to the device here)."""
+        self.depth_net.train()
+        if self.pose_net is not None:
+            self.pose_net.train()
+        batch = self._to_device(batch)
+        output = self.compute_losses(batch, training=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(output.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return output
+
+    def fit(self) -> TrainResult:
+        """Train until config.optim.epochs (or max_steps) are done; returns what happened."""
+        config = self.config
+        result = TrainResult(self.model_path, self.checkpoint_path, self.step, self.epoch, False)
+        if self.context.is_main:
+            self._open_writer()
+        images_per_step = config.optim.batch_size * self.context.world_size
+        progress = self._progress_bar()
+        window_start, window_steps = time.perf_counter(), 0
+        images_per_s = 0.0
+        window_losses: List[torch.Tensor] = []  # read back every few steps, not every step (GPU sync)
+        done = self.step >= self.total_steps
+        try:
+            while not done and self.epoch < config.optim.epochs:
+                self.sampler.set_position(self.epoch, self.batch_in_epoch * config.optim.batch_size)
+                loader = self._loader(self.train_dataset, self.sampler, self.epoch, drop_last=True)
+                for batch in loader:
+                    output = self.train_step(batch)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    window_steps += 1
+                    window_losses.append(output.parts["total"])
+                    if progress is not None:
+                        progress.update(1)
+                    epoch_done = self.batch_in_epoch >= self.steps_per_epoch
+                    done = self.step >= self.total_steps
+                    if self.step % config.log.log_every == 0 or window_steps >= 10 or done or epoch_done:
+                        values = torch.stack(window_losses).tolist()
+                        window_losses = []
+                        result.losses.extend(values)
+                        if not all(math.isfinite(value) for value in values):
+                            raise RunError(
+                                f"the loss became {values[-1]} by step {self.step}; lower optim.lr (or set amp=false) "
+                                "and resume from the last checkpoint"
+                            )
+                        elapsed = time.perf_counter() - window_start
+                        images_per_s = window_steps * images_per_step / max(elapsed, 1e-9)
+                        if progress is not None:
+                            # refresh=False: tqdm's own interval decides when to redraw (one line per
+                            # 30 s in log files, not one per update).
+                            progress.set_postfix(
+                                loss=f"{sum(values) / len(values):.4f}", img_s=f"{images_per_s:.1f}", epoch=self.epoch + 1,
+                                refresh=False,
+                            )
+                        window_start, window_steps = time.perf_counter(), 0
+                    if self.writer is not None and self.step % config.log.log_every == 0:
+                        self._log_scalars("train", output.parts)
+                        self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+                        self.writer.add_scalar("train/images_per_s", images_per_s, self.step)
+                    if self.writer is not None and config.log.image_every and self.step % config.log.image_every == 0:
+                        self._log_images("train", batch, output)
+                    if epoch_done:
+                        self._end_epoch(result)  # scheduler step, validation, checkpoint
+                        window_start, window_steps = time.perf_counter(), 0  # images/s: training time only
+                    elif done or (config.log.checkpoint_every and self.step % config.log.checkpoint_every == 0):
+                        self.save_checkpoint()
+                        window_start, window_steps = time.perf_counter(), 0
+                    if done or epoch_done:
+                        break
+        finally:
+            if progress is not None:
+                progress.close()
+        result.step, result.epoch = self.step, self.epoch
+        result.metric = self.is_metric()
+        if self.context.is_main:
+            self.export_model()
+        self.context.barrier()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+            self.writer = None
+        return result
+
+    def _end_epoch(self, result: TrainResult) -> None:
+        self.scheduler.step()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        if self.config.val.enabled and self.val_dataset is not None:
+            metrics = self.validate()
+            result.validation.append(metrics)
+            self.log(self._format_validation(metrics))
+        self.save_checkpoint()
+
+    def _format_validation(self, metrics: Dict[str, float]) -> str:
+        text = f"epoch {self.epoch}/{self.config.optim.epochs} (step {self.step}): val loss {metrics.get('loss', float('nan')):.4f}"
+        if "abs_rel" in metrics:
+            scaled = "median-scaled" if not self.is_metric() else "metric"
+            text += ", " + ", ".join(f"{name} {metrics[name]:.3f}" for name in DEPTH_METRIC_NAMES)
+            count = int(metrics.get("depth_images", 0))
+            text += f" ({scaled}, {count} image{'s' if count != 1 else ''} with ground truth)"
+        return text
+
+    def _progress_bar(self):
+        if not self.context.is_main:
+            return None
+        from tqdm.auto import tqdm
+
+        interactive = sys.stderr.isatty()
+        return tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=0.5 if interactive else 30.0,
+            file=sys.stderr,
+        )
+
+    # ------------------------------------------------------------------ validation
+
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """Photometric loss (and depth metrics where samples carry ground truth) on the validation split."""
+        if self.val_dataset is None:
+            return {}
+        self.depth_net.eval()
+        if self.pose_net is not None:
+            self.pose_net.eval()
+        sampler = ShardSampler(len(self.val_dataset), self.context.rank, self.context.world_size)
+        loader = self._loader(self.val_dataset, sampler, 0, drop_last=False)
+        losses = MetricAverager()
+        depth_metrics = MetricAverager()
+        metric = self.is_metric()
+        devices = [self.device] if self.device.type == "cuda" else []
+        # Validation must not change the training run's random stream (resume equivalence).
+        with torch.random.fork_rng(devices=devices):
+            last = None
+            for index, batch in enumerate(loader):
+                if self.config.val.max_batches and index >= self.config.val.max_batches:
+                    break
+                batch = self._to_device(batch)
+                output = self.compute_losses(batch, training=False)
+                for sample in range(batch["target"].shape[0]):
+                    losses.add({"loss": float(output.parts["total"]), "photometric": float(output.parts["photometric"])})
+                if "depth_gt" in batch:
+                    has_gt = batch.get("has_depth_gt")
+                    keep = has_gt.bool().reshape(-1) if torch.is_tensor(has_gt) else torch.ones(
+                        batch["target"].shape[0], dtype=torch.bool, device=self.device
+                    )
+                    if bool(keep.any()):
+                        for values in batch_depth_metrics(
+                            batch["depth_gt"][keep].float(),
+                            output.depth[keep].float(),
+                            min_depth=self.config.val.min_depth,
+                            max_depth=self.config.val.max_depth,
+                            median_scaling=not metric,
+                        ):
+                            depth_metrics.add(values)
+                last = (batch, output)
+        losses.all_reduce(names=("loss", "photometric"))
+        depth_metrics.all_reduce()
+        result = losses.mean()
+        if depth_metrics.count:
+            result.update(depth_metrics.mean())
+            result["depth_images"] = float(depth_metrics.count)
+        if self.writer is not None:
+            for name, value in result.items():
+                self.writer.add_scalar(f"val/{name}", value, self.step)
+            if last is not None and self.config.log.image_every:
+                self._log_images("val", *last)
+        return result
+
+    # ------------------------------------------------------------------ logging
+
+    def _open_writer(self) -> None:
+        if self.writer is not None:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step or None)
+
+    def _log_scalars(self, prefix: str, parts: Dict[str, torch.Tensor]) -> None:
+        for name, value in parts.items():
+            self.writer.add_scalar(f"{prefix}/{name}", float(value), self.step)
+
+    def _log_images(self, prefix: str, batch: Dict[str, Any], output: StepOutput) -> None:
+        writer = self.writer
+        writer.add_image(f"{prefix}/target", _image(batch["target"][0]), self.step, dataformats="HWC")
+        writer.add_image(f"{prefix}/depth", _colourised(output.depth[0]), self.step, dataformats="HWC")
+        for index, name in enumerate(output.source_names):
+            writer.add_image(f"{prefix}/reconstruction_from_{name}", _image(output.warped[index][0]), self.step, dataformats="HWC")
+        mask = output.automask[0, 0].float().cpu().numpy()
+        writer.add_image(f"{prefix}/automask", (mask * 255).astype(np.uint8)[None], self.step, dataformats="CHW")
+        if "depth_gt" in batch and bool((batch["depth_gt"][0] > 0).any()):
+            writer.add_image(f"{prefix}/depth_gt", _colourised(batch["depth_gt"][0]), self.step, dataformats="HWC")
+
+    # ------------------------------------------------------------------ state
+
+    def is_metric(self) -> bool:
+        """Stereo modes learn metres through the baseline; mono through odometry (velocity loss)."""
+        if self.stereo:
+            return True
+        if not self.use_velocity:
+            return False
+        if self.report is not None and hasattr(self.report, "has_odometry"):
+            return bool(self.report.has_odometry)
+        return bool(self.odometry_pairs > 0)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "depth_net": self.depth_net.state_dict(),
+            "pose_net": self.pose_net.state_dict() if self.pose_net is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(),
+            "config": config_to_dict(self.config),
+            "bags": list(self.bag_paths),
+            "world_size": self.context.world_size,
+            "pretrained": self.pretrained_used,
+            "odometry_pairs": int(self.odometry_pairs),
+        }
+
+    def save_checkpoint(self) -> Optional[Path]:
+        if not self.context.is_main:
+            return None
+        return atomic_torch_save(self.state_dict(), self.checkpoint_path)
+
+    def load_state(self, checkpoint: Dict[str, Any]) -> None:
+        """Continue a run from a checkpoint (same step count, optimiser, scheduler and RNG)."""
+        check_resume_compatible(self.config, checkpoint)
+        self.depth_net.load_state_dict(checkpoint["depth_net"])
+        if self.pose_net is not None:
+            self.pose_net.load_state_dict(checkpoint["pose_net"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.step = int(checkpoint["step"])
+        self.epoch = int(checkpoint["epoch"])
+        self.batch_in_epoch = int(checkpoint["batch_in_epoch"])
+        self.pretrained_used = bool(checkpoint.get("pretrained", self.pretrained_used))
+        self.odometry_pairs.fill_(int(checkpoint.get("odometry_pairs", 0)))
+        if self.context.rank == 0:
+            _set_rng_state(checkpoint["rng"])
+        else:  # other ranks: a fresh stream that depends on where the run resumed
+            seed = self.config.seed + 7919 * self.context.rank + 104729 * self.step
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2 ** 32)
+            random.seed(seed)
+        if self.batch_in_epoch >= self.steps_per_epoch:  # the split changed size since the checkpoint
+            self.batch_in_epoch = 0
+            self.epoch += 1
+
+    # ------------------------------------------------------------------ export
+
+    def model_metadata(self) -> ModelMetadata:
+        config = self.config
+        report = self.report
+        training = {
+            "mode": config.mode,
+            "bags": list(self.bag_paths),
+            "steps": self.step,
+            "epochs": self.epoch,
+            "seed": config.seed,
+            "pretrained": self.pretrained_used,
+            "velocity_supervision": bool(self.use_velocity and self.is_metric() and not self.stereo),
+            "world_size": self.context.world_size,
+            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if report is not None and getattr(report, "baseline_m", None) is not None and self.stereo:
+            training["baseline_m"] = float(report.baseline_m)
+        intrinsics = getattr(report, "normalized_intrinsics", None) if report is not None else None
+        return ModelMetadata(
+            num_layers=config.model.num_layers,
+            input_width=int(config.data.width),
+            input_height=int(config.data.height),
+            min_depth=config.model.min_depth,
+            max_depth=config.model.max_depth,
+            metric=self.is_metric(),
+            depth_scale=1.0,
+            rectified_input=bool(getattr(report, "rectified", False)) if report is not None else False,
+            normalized_intrinsics=[float(value) for value in intrinsics] if intrinsics is not None else None,
+            training=training,
+        )
+
+    def export_model(self, path=None) -> Path:
+        """Write the deployable model file (depth network, plus the pose network in mono modes)."""
+        path = Path(path) if path is not None else self.model_path
+        return save_model_file(path, self.model_metadata(), self.depth_net, self.pose_net)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _rank_zero_first(context: DistributedContext, function: Callable[[], Any]) -> Any:
+    """Run ``function`` on rank 0 first (it fills shared caches), then on the other ranks."""
+    if not context.is_main:
+        context.barrier()
+    value = function()
+    if context.is_main:
+        context.barrier()
+    return value
+
+
+def train(
+    config: TrainConfig,
+    out_dir,
+    bag_paths: Sequence[str] = (),
+    *,
+    resume: bool = False,
+    datasets: Optional[Tuple[Dataset, Optional[Dataset], Any]] = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train from bags (or from ready ``datasets`` = (train, val, report)) into ``out_dir``.
+
+    Without ``resume`` the run directory must not hold a checkpoint yet; with it, training
+    continues from ``out_dir/checkpoints/last.pt`` (same step count, optimiser, scheduler and
+    random state). Returns a :class:`TrainResult`; the model file is ``result.model_path``.
+    """
+    out_dir = Path(out_dir)
+    checkpoint_path = out_dir / "checkpoints" / CHECKPOINT_NAME
+    checkpoint = None
+    if resume:
+        checkpoint = resume_checkpoint(out_dir)
+        check_resume_compatible(config, checkpoint)
+    elif checkpoint_path.exists():
+        raise RunError(
+            f"{out_dir} already holds a run (checkpoint {checkpoint_path}): pass --resume to continue it, "
+            "or choose another --out directory"
+        )
+    if datasets is None and not bag_paths:
+        raise ConfigError("no bag given: pass --bag PATH (a rosbag2 directory or file)")
+
+    device = select_device(config)
+    context = setup_distributed(device)
+    try:
+        main_log = log if context.is_main else (lambda message: None)
+        if context.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, out_dir / "config.yaml")
+        if datasets is None:
+            from .data import build_datasets
+
+            datasets = _rank_zero_first(
+                context, lambda: build_datasets([str(path) for path in bag_paths], config.data, config.mode, log=main_log)
+            )
+        train_dataset, val_dataset, report = datasets
+        if report is not None:
+            main_log(str(report))
+        if context.enabled:
+            threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", context.world_size)))
+            if device.type == "cpu":
+                torch.set_num_threads(threads)
+        trainer = Trainer(
+            config, train_dataset, val_dataset, out_dir, report=report, bag_paths=bag_paths,
+            log=log, context=context, device=device,
+        )
+        if checkpoint is not None:
+            trainer.load_state(checkpoint)
+            main_log(f"resuming at step {trainer.step} (epoch {trainer.epoch + 1}) from {checkpoint_path}")
+            if checkpoint.get("bags") and sorted(checkpoint["bags"]) != sorted(str(path) for path in bag_paths) and bag_paths:
+                main_log("WARNING: the bags differ from the checkpoint's; training continues on the bags given now")
+        main_log(
+            f"training {config.mode} at {config.data.width}x{config.data.height} on {trainer.device}"
+            f"{' with AMP' if trainer.amp else ''}"
+            f"{f' x{context.world_size} processes' if context.enabled else ''}: "
+            f"{len(train_dataset)} training / {len(val_dataset) if val_dataset is not None else 0} validation samples, "
+            f"{trainer.steps_per_epoch} steps per epoch, {trainer.total_steps} steps in total"
+        )
+        result = trainer.fit()
+        main_log(
+            f"model ({'metric' if result.metric else 'relative depth, not metric'}) written after {result.step} steps"
+        )
+        return result
+    finally:
+        if context.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
