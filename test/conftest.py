@@ -36,3 +36,13 @@ def small_model_path(tmp_path_factory):
     metadata = ModelMetadata(input_width=128, input_height=64, metric=True, depth_scale=2.0, max_depth=50.0)
     save_model_file(path, metadata, DepthNet(18))
     return path
+
+
+@pytest.fixture
+def drop_large_outputs(tmp_path):
+    """Delete checkpoints and model files a test wrote: pytest keeps old tmp dirs, and
+    training checkpoints are ~100-300 MB each."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".pt", ".safetensors", ".tmp"):
+            path.unlink()

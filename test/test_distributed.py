@@ -16,13 +16,8 @@ from training.synthetic import write_synthetic_bag
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _drop_large_outputs(tmp_path):
-    """Checkpoints are ~100-300 MB each; pytest keeps old tmp dirs, so delete them after each test."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and path.suffix in (".pt", ".safetensors", ".tmp"):
-            path.unlink()
+# Checkpoints are ~100-300 MB each: delete them after each test (fixture in conftest).
+pytestmark = pytest.mark.usefixtures("drop_large_outputs")
 
 # Runs the real CLI in each process; records what each rank trained on and its final weights.
 DRIVER = '''

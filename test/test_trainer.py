@@ -23,13 +23,8 @@ from training.trainer import (
 BASELINE = 0.2
 
 
-@pytest.fixture(autouse=True)
-def _drop_large_outputs(tmp_path):
-    """Checkpoints are ~100-300 MB each; pytest keeps old tmp dirs, so delete them after each test."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and path.suffix in (".pt", ".safetensors", ".tmp"):
-            path.unlink()
+# Checkpoints are ~100-300 MB each: delete them after each test (fixture in conftest).
+pytestmark = pytest.mark.usefixtures("drop_large_outputs")
 
 
 class RecordingDataset(torch.utils.data.Dataset):
