@@ -1,0 +1,96 @@
+"""DepthEstimator: the fast CPU path computes the network's function; depth conversion is exact."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mono_depth_ros import inference
+from mono_depth_ros.geometry import disparity_to_depth
+from mono_depth_ros.inference import DepthEstimator, resolve_device
+from mono_depth_ros.model_file import LoadedModel, ModelMetadata
+from mono_depth_ros.networks import DepthNet
+
+
+def _model(num_layers=18, width=128, height=64, seed=0, **metadata):
+    torch.manual_seed(seed)
+    net = DepthNet(num_layers).eval()
+    # Non-trivial batch-norm statistics, so folding them into the convolutions is exercised.
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    meta = ModelMetadata(num_layers=num_layers, input_width=width, input_height=height, **metadata)
+    return LoadedModel(metadata=meta, depth_net=net, pose_net=None, path=None)
+
+
+@pytest.mark.parametrize("num_layers,width,height", [(18, 128, 64), (18, 640, 192), (50, 96, 64)])
+def test_fast_cpu_path_matches_the_network(num_layers, width, height):
+    model = _model(num_layers, width, height)
+    estimator = DepthEstimator(model, torch.device("cpu"))
+    if not inference._onednn_available():
+        pytest.skip("this torch build has no oneDNN pointwise convolutions (plain network is used)")
+    assert estimator._fast_net is not None
+    image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        expected = model.depth_net(image)[0]
+        fast = estimator.disparity(image.contiguous(memory_format=torch.channels_last))
+    assert fast.shape == expected.shape == (1, 1, height, width)
+    assert (fast - expected).abs().max().item() < 1e-5
+
+
+def test_fast_path_failure_falls_back_to_the_plain_network(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such oneDNN op")
+
+    monkeypatch.setattr(inference, "_OneDnnDepthNet", broken)
+    model = _model()
+    estimator = DepthEstimator(model, torch.device("cpu"))
+    assert estimator._fast_net is None
+    image = torch.rand(1, 3, 64, 128)
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            estimator.disparity(image).numpy(), model.depth_net(image)[0].numpy(), atol=1e-5
+        )
+
+
+def test_metric_depth_is_upsampled_disparity_converted_and_scaled():
+    model = _model(min_depth=0.5, max_depth=40.0, depth_scale=2.0, metric=True)
+    estimator = DepthEstimator(model, torch.device("cpu"))
+    disparity = torch.rand(1, 1, 64, 128, dtype=torch.float32)
+    before = disparity.clone()
+    depth = estimator.disparity_to_metric_depth(disparity, 150, 300, extra_scale=1.5)
+    assert torch.equal(disparity, before)  # input untouched
+    upsampled = F.interpolate(disparity.double(), size=(150, 300), mode="bilinear", align_corners=False)
+    scaled_disparity, _ = disparity_to_depth(upsampled, 0.5, 40.0)
+    reference = (2.0 * 1.5 / scaled_disparity)[0, 0].numpy()
+    assert depth.shape == (150, 300) and depth.dtype == np.float32
+    np.testing.assert_allclose(depth, reference, rtol=1e-5)
+    # Same size: no resampling, exact conversion.
+    same = estimator.disparity_to_metric_depth(disparity, 64, 128)
+    np.testing.assert_allclose(same, (2.0 / disparity_to_depth(disparity.double(), 0.5, 40.0)[0])[0, 0].numpy(), rtol=1e-6)
+
+
+def test_predict_returns_depth_at_image_size_within_model_range():
+    model = _model(min_depth=0.1, max_depth=100.0)
+    estimator = DepthEstimator(model, torch.device("cpu"))
+    rgb = np.random.default_rng(0).integers(0, 255, (123, 321, 3), dtype=np.uint8)
+    depth = estimator.predict(rgb)
+    assert depth.shape == (123, 321)
+    assert np.isfinite(depth).all() and depth.min() >= 0.1 - 1e-6 and depth.max() <= 100.0 + 1e-3
+    np.testing.assert_allclose(estimator.predict(rgb, extra_scale=3.0), 3.0 * depth, rtol=1e-5)
+    assert set(estimator.times.as_dict()) == {"preprocess", "forward", "upsample"}
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == (torch.device("cpu"), None)
+    if not torch.cuda.is_available():
+        device, warning = resolve_device("cuda")
+        assert device == torch.device("cpu") and "CUDA is not available" in warning and "device:=cpu" in warning
+    with pytest.raises(ValueError, match="'gpu'"):
+        resolve_device("gpu")
