@@ -22,7 +22,6 @@ setup(
     description="Monocular depth node and self-supervised trainer for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             f"depth_node = {PACKAGE}.depth_node:main",

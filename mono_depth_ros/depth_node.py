@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import math
+import signal
 import sys
 import threading
 import time
@@ -19,18 +21,25 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSHistoryPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from .camera import CameraInfoError, intrinsics_for_image
 from .colorize import colorize_depth
 from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
 from .image_conversion import ImageFormatError, depth_to_image_fields, image_to_rgb
-from .inference import DepthEstimator, resolve_device
+from .inference import DepthEstimator, keep_freed_memory_in_process, resolve_device
 from .model_file import HOW_TO_GET_A_MODEL, ModelFileError, load_model_file
 from .pointcloud import POINT_FIELDS, POINT_STEP, pack_xyzrgb, unit_depth_rays
 
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
 WARNING_PERIOD_S = 5.0
+MAX_THROTTLED_PROBLEMS = 64
 
 
 class StartupError(RuntimeError):
@@ -46,12 +55,36 @@ def _to_uint8_array(buffer: np.ndarray) -> array.array:
 
 class DepthNode(Node):
     def __init__(self, **kwargs):
+        # Set before anything can fail: destroy_node() (also called by rclpy's shutdown) relies on them.
+        self._condition = threading.Condition()
+        self._stopping = False
+        self._worker: Optional[threading.Thread] = None
         super().__init__("depth_node", **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            # A half-built node must not stay registered with the context: rclpy's shutdown would
+            # destroy it again later, after the caller has already reported the error.
+            super().destroy_node()
+            raise
+
+    def _setup(self) -> None:
         self._config = self._declare_parameters()
         if not self._config.model_path.strip():
             raise StartupError(
                 "parameter 'model_path' is empty: pass model:=/path/to/model.safetensors. " + HOW_TO_GET_A_MODEL
             )
+        self._last_warning: Dict[str, float] = {}
+        self._camera_info: Optional[CameraInfo] = None
+        self._rays_cache: Tuple[Optional[tuple], Optional[np.ndarray]] = (None, None)
+        self._pending: Optional[Image] = None
+        self.frames_received = 0
+        self.frames_dropped = 0
+        self.frames_published = 0
+        # Topics before the model: a bad QoS override fails at once, not after seconds of loading.
+        # Callbacks only run once the node spins, after _setup.
+        self._create_endpoints()
+
         device, device_warning = resolve_device(self._config.device)
         if device_warning:
             self.get_logger().warning(device_warning)
@@ -60,6 +93,8 @@ class DepthNode(Node):
         except ModelFileError as error:
             raise StartupError(str(error)) from error
         self._estimator = DepthEstimator(model, device, half=self._config.half_precision)
+        if not self.context.ok():
+            raise ExternalShutdownException()  # a signal arrived while the model was loading
         meta = model.metadata
         self.get_logger().info(
             f"loaded {model.path} (ResNet-{meta.num_layers}, {meta.input_width}x{meta.input_height}, "
@@ -71,17 +106,11 @@ class DepthNode(Node):
                 "this model's depth is not metric and depth_scale is 1.0: distances are relative, not metres "
                 "(see README, 'Scale')"
             )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
+        self._worker.start()
 
-        self._last_warning: Dict[str, float] = {}
-        self._camera_info: Optional[CameraInfo] = None
-        self._rays_cache: Tuple[Optional[tuple], Optional[np.ndarray]] = (None, None)
-        self._pending: Optional[Image] = None
-        self._condition = threading.Condition()
-        self._stopping = False
-        self.frames_received = 0
-        self.frames_dropped = 0
-        self.frames_published = 0
-
+    def _create_endpoints(self) -> None:
         output_qos = QoSProfile(
             history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.RELIABLE
         )
@@ -91,10 +120,26 @@ class DepthNode(Node):
         self._info_sub = self.create_subscription(
             CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data
         )
-        self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
-        self._worker.start()
+        # Reliable, newest frame only. Best-effort would match every camera, but Fast DDS then drops any
+        # image with a lost fragment, i.e. most images of 1 MB and more; drivers publish reliable by
+        # default. Cameras that publish best-effort: set qos_overrides.<image topic>.subscription.reliability.
+        image_qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
+        try:
+            self._image_sub = self.create_subscription(
+                Image,
+                "image",
+                self._on_image,
+                image_qos,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_image_qos),
+            )
+        except (InvalidQosOverridesError, KeyError, ValueError, TypeError, RuntimeError) as error:
+            if not self.context.ok():
+                raise ExternalShutdownException() from error
+            raise StartupError(
+                f"invalid qos_overrides for the image subscription ({error}): reliability is 'reliable' or "
+                "'best_effort', history 'keep_last', depth a positive integer"
+            ) from error
 
     # ---- parameters -------------------------------------------------------------------------
     def _declare_parameters(self) -> DepthNodeConfig:
@@ -131,6 +176,21 @@ class DepthNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
+    def _on_incompatible_image_qos(self, event) -> None:
+        topic = self._image_sub.topic_name
+        policy = QoSPolicyKind(event.last_policy_kind)  # a plain int on some distributions
+        hint = ""
+        if policy == QoSPolicyKind.RELIABILITY:
+            hint = (
+                f" The camera publishes best-effort: make it publish reliable, or set the parameter "
+                f"qos_overrides.{topic}.subscription.reliability: best_effort (large images may then be lost)."
+            )
+        self._warn(
+            f"incompatible QoS: {policy.name}",
+            f"a publisher on {topic} offers a QoS incompatible with this subscription "
+            f"({policy.name}); no images arrive from it.{hint}",
+        )
+
     def _on_image(self, msg: Image) -> None:
         with self._condition:
             self.frames_received += 1
@@ -151,13 +211,33 @@ class DepthNode(Node):
             try:
                 self.process(msg)
             except Exception as error:  # never let one frame stop the node
-                self._warn("processing", f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} failed: {error!r}")
+                if self._shutting_down():
+                    return  # the publishers went away under us during shutdown: nothing to report
+                stamp = msg.header.stamp
+                self._warn(
+                    "processing",
+                    f"frame {stamp.sec}.{stamp.nanosec:09d} on {self._image_sub.topic_name} failed: {error!r}",
+                )
 
-    def _warn(self, kind: str, text: str) -> None:
-        """Warn at most once per WARNING_PERIOD_S for each kind of problem."""
+    def _shutting_down(self) -> bool:
+        # A signal shuts the context down before main() gets to stop(): check both.
+        return self._stopping or not self.context.ok()
+
+    def _warn(self, problem: str, text: str) -> None:
+        """Log ``text`` at most once per WARNING_PERIOD_S for each distinct ``problem``.
+
+        A camera stuck on one problem logs it every few seconds, and a different problem
+        (another bad field, another camera_info) is reported at once instead of being hidden.
+        """
         now = time.monotonic()
-        if now - self._last_warning.get(kind, -1e9) >= WARNING_PERIOD_S:
-            self._last_warning[kind] = now
+        if len(self._last_warning) >= MAX_THROTTLED_PROBLEMS:  # bound memory: forget expired problems
+            self._last_warning = {
+                key: when for key, when in self._last_warning.items() if now - when < WARNING_PERIOD_S
+            }
+            if len(self._last_warning) >= MAX_THROTTLED_PROBLEMS:
+                problem = "too many different problems"
+        if now - self._last_warning.get(problem, -math.inf) >= WARNING_PERIOD_S:
+            self._last_warning[problem] = now
             self.get_logger().warning(text)
 
     def _rays(self, K: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
@@ -181,7 +261,7 @@ class DepthNode(Node):
         try:
             rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
         except ImageFormatError as error:
-            self._warn("image", f"skipping image on {topic}: {error}")
+            self._warn(f"image: {error}", f"skipping image on {topic}: {error}")
             return False
         try:
             K = intrinsics_for_image(
@@ -190,17 +270,19 @@ class DepthNode(Node):
                 info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height,
             )
         except CameraInfoError as error:
-            self._warn("camera_info", f"skipping image on {topic}: {error}")
+            self._warn(f"camera_info: {error}", f"skipping image on {topic}: {error}")
             return False
 
         depth = self._estimator.predict(rgb, extra_scale=config.depth_scale)
+        if self._shutting_down():
+            return False
         published_depth = depth.copy() if config.publish_points else depth
         # REP 118: too close is -inf, too far is +inf.
         published_depth[depth < config.min_depth] = -np.inf
         published_depth[depth > config.max_depth] = np.inf
         self._depth_pub.publish(self._depth_message(msg, published_depth))
 
-        if config.publish_points:
+        if config.publish_points and not self._shutting_down():  # a big cloud takes a while: not when stopping
             stride = config.points_stride
             cloud = pack_xyzrgb(
                 depth[::stride, ::stride],
@@ -248,7 +330,8 @@ class DepthNode(Node):
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
-        self._worker.join(timeout)
+        if self._worker is not None:
+            self._worker.join(timeout)
 
     def destroy_node(self):
         self.stop()
@@ -256,22 +339,41 @@ class DepthNode(Node):
 
 
 def main(args=None) -> int:
+    # Before rclpy starts its threads, so they share the tuned malloc arena (see the function).
+    keep_freed_memory_in_process()
     rclpy.init(args=args)
-    node = None
     try:
         node = DepthNode()
     except StartupError as error:
         rclpy.logging.get_logger("depth_node").fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        _ignore_further_interrupts()
+        rclpy.try_shutdown()  # Ctrl-C while the model was loading
+        return 0
+    except Exception:
+        if not rclpy.ok():
+            # SIGTERM while the model was loading: rclpy shut the context down, so creating the
+            # publishers failed. That is a requested stop, not an error.
+            return 0
+        raise
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _ignore_further_interrupts()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _ignore_further_interrupts() -> None:
+    # Ctrl-C on `ros2 launch` in a terminal delivers SIGINT twice (the terminal's, then the one launch
+    # forwards). Once stopping has begun, the second must not abort the clean-up with a traceback;
+    # SIGTERM and SIGKILL still end a clean-up that hangs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
