@@ -229,36 +229,13 @@ def time_stages(estimator: DepthEstimator, width: int, height: int, frames: int,
 # Fast DDS's shared-memory segment is 512 kB by default: a 0.9-15 MB image or cloud does not fit,
 # best-effort images are then lost and reliable clouds wait for retransmission (seconds) on a
 # loaded machine. A 64 MB segment (allocated lazily in /dev/shm) carries them in one piece.
-FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
-  <transport_descriptors>
-    <transport_descriptor>
-      <transport_id>large_shm</transport_id>
-      <type>SHM</type>
-      <segment_size>67108864</segment_size>
-    </transport_descriptor>
-    <transport_descriptor>
-      <transport_id>udp</transport_id>
-      <type>UDPv4</type>
-    </transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="large_messages" is_default_profile="true">
-    <rtps>
-      <userTransports>
-        <transport_id>large_shm</transport_id>
-        <transport_id>udp</transport_id>
-      </userTransports>
-      <useBuiltinTransports>false</useBuiltinTransports>
-    </rtps>
-  </participant>
-</profiles>
-"""
+# Fast DDS profile with a 64 MB shared-memory segment, shipped for users in config/.
+FASTDDS_PROFILE_FILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_messages.xml"
 
 
 def fastdds_profile_environment(directory: Path) -> Dict[str, str]:
-    """Environment that makes Fast DDS (this process and the node) use FASTDDS_PROFILE."""
-    path = directory / "fastdds_large_messages.xml"
-    path.write_text(FASTDDS_PROFILE)
+    """Environment that makes Fast DDS (this process and the node) use config/fastdds_large_messages.xml."""
+    path = FASTDDS_PROFILE_FILE
     environment = {"FASTDDS_DEFAULT_PROFILES_FILE": str(path)}  # Fast DDS 3 (Jazzy, Kilted)
     if os.environ.get("ROS_DISTRO") in ("humble", "iron"):  # Fast DDS 2 reads the older name
         environment["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(path)
