@@ -49,6 +49,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(20, 99)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    # Large images and clouds between two local processes: the shipped 64 MB shared-memory profile.
+    profile = str(ROOT / "config" / "fastdds_large_messages.xml")
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profile)
+    os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", profile)
 
     model = Path(args.model) if args.model else out / "random_model.safetensors"
     if not args.model:
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
 
 def stream_frames(recording, timeout: float, node: subprocess.Popen):
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     rclpy.init()
@@ -111,7 +115,9 @@ def stream_frames(recording, timeout: float, node: subprocess.Popen):
     client.create_subscription(Image, "/depth", keep("depth"), 5)
     client.create_subscription(PointCloud2, "/points", keep("points"), 5)
     client.create_subscription(Image, "/depth_colored", keep("colored"), 5)
-    image_pub = client.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+    # Reliable, as camera drivers and `ros2 bag play` publish by default (see README, "Image QoS").
+    image_qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
+    image_pub = client.create_publisher(Image, "/camera/image_raw", image_qos)
     info_pub = client.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
     height, width = recording.images[0].shape[:2]
     info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
