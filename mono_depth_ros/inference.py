@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import copy
-import ctypes
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .memory import keep_freed_memory_in_process  # noqa: F401  (re-exported for the node and benchmarks)
 from .model_file import LoadedModel
 
 _LOG = logging.getLogger(__name__)
@@ -62,34 +61,6 @@ def _fold_batch_norms(module: nn.Module) -> nn.Module:
     if isinstance(downsample, nn.Sequential) and len(downsample) == 2 and isinstance(downsample[1], nn.BatchNorm2d):
         module.downsample = nn.Sequential(fuse_conv_bn_eval(downsample[0], downsample[1]))
     return module
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc mallopt() parameters
-_MALLOC_TUNED = False
-
-
-def keep_freed_memory_in_process() -> None:
-    """Stop glibc returning freed tensor memory to the OS after every frame.
-
-    By default glibc serves big blocks (> 128 kB at first) with fresh mmap()s, trims the freed heap
-    top, and gives threads their own arenas whose emptied heaps it unmaps; every frame's multi-MB
-    intermediates then come back as zeroed pages, and the page faults cost 3-20 ms of kernel time
-    per 640x192 forward on a 2-core CPU. With these settings the process keeps up to 256 MB of
-    freed memory for reuse (a frame's working set is ~100 MB) and threads started from now on (the
-    node's inference worker) share the main arena; call it before rclpy.init() to include rclpy's
-    threads. Process-wide, idempotent, Linux/glibc only (elsewhere a no-op).
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return
-    _MALLOC_TUNED = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
-        libc.mallopt(_M_ARENA_MAX, 1)
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-        pass
 
 
 # ---- fast CPU forward (oneDNN) ---------------------------------------------------------------

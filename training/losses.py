@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from mono_depth_ros.geometry import (
     backproject,
     disparity_to_depth,
+    pixel_rays,
     project,
     reproject_coordinates,
     transform_points,
@@ -144,6 +145,158 @@ def reduce_reprojection(
     return loss, index >= identity.shape[0]
 
 
+# --------------------------------------------------------------------------- fast photometric path
+# multiscale_view_loss compares one target with S x B images at every scale. The functions above
+# build SSIM from generic autograd ops: every step then re-derives the target's moments, and
+# autograd stores and revisits ~40 full-resolution intermediates per comparison, which makes
+# training memory-bound on the CPU. The path below computes the same numbers with the target's
+# moments computed once, 3x3 box sums instead of pooling over a padded copy, and a hand-written
+# backward (the target is a constant: only the compared images get gradients).
+
+
+def _sum3(values: torch.Tensor, dim: int, adjoint: bool = False) -> torch.Tensor:
+    """Sums over 3 neighbours along ``dim`` with reflection at both ends (or that operator's adjoint).
+
+    Forward: out[i] = v[i-1] + v[i] + v[i+1], with v[-1] = v[1] and v[n] = v[n-2] (reflection, as
+    F.pad(mode="reflect")). Adjoint: zero-padded sums, plus the reflected taps folded back
+    (out[1] += v[0], out[n-2] += v[n-1]). Needs n >= 2 along ``dim``.
+    """
+    size = values.shape[dim]
+    out = torch.empty_like(values)
+    torch.add(values.narrow(dim, 0, size - 2), values.narrow(dim, 2, size - 2), out=out.narrow(dim, 1, size - 2))
+    first, last = out.narrow(dim, 0, 1), out.narrow(dim, size - 1, 1)
+    if adjoint:
+        first.copy_(values.narrow(dim, 1, 1))
+        last.copy_(values.narrow(dim, size - 2, 1))
+    else:
+        torch.mul(values.narrow(dim, 1, 1), 2.0, out=first)
+        torch.mul(values.narrow(dim, size - 2, 1), 2.0, out=last)
+    out.add_(values)
+    if adjoint:
+        out.narrow(dim, 1, 1).add_(values.narrow(dim, 0, 1))
+        out.narrow(dim, size - 2, 1).add_(values.narrow(dim, size - 1, 1))
+    return out
+
+
+def _box3(values: torch.Tensor) -> torch.Tensor:
+    """3x3 mean with reflection padding (== avg_pool2d(F.pad(v, (1, 1, 1, 1), "reflect"), 3, 1)). (..., H, W)."""
+    return _sum3(_sum3(values, -1), -2).mul_(1.0 / 9.0)
+
+
+def _box3_adjoint(grad: torch.Tensor) -> torch.Tensor:
+    """Adjoint of :func:`_box3` (its backward). (..., H, W) -> (..., H, W)."""
+    return _sum3(_sum3(grad, -2, adjoint=True), -1, adjoint=True).mul_(1.0 / 9.0)
+
+
+class _PhotometricAgainstTarget(torch.autograd.Function):
+    """photometric_error(images, target) for images (S, B, C, H, W) against target (B, C, H, W).
+
+    Forward and backward are written out (target constant): SSIM terms a = 2 mx my + C1,
+    b = 2 cov + C2, c = mx^2 + my^2 + C1, d = var_x + var_y + C2, s = ab / (cd).
+    """
+
+    @staticmethod
+    def forward(ctx, images, target, mu_y, c_y, var_y, ssim_weight: float):
+        channels = images.shape[2]
+        l1 = (images - target).abs_().mean(2, keepdim=True)
+        ctx.ssim_weight = ssim_weight
+        if ssim_weight == 0:
+            ctx.save_for_backward(images, target)
+            return l1
+        mu_x = _box3(images)
+        var_x = _box3(images * images).addcmul_(mu_x, mu_x, value=-1.0)
+        cov = _box3(images * target).addcmul_(mu_x, mu_y, value=-1.0)
+        a = (mu_x * mu_y).mul_(2.0).add_(SSIM_C1)
+        b = cov.mul_(2.0).add_(SSIM_C2)
+        c = torch.addcmul(c_y, mu_x, mu_x)
+        d = var_x.add_(var_y)
+        s = (a * b).div_(c * d)
+        ssim = torch.clamp(1.0 - s, 0.0, 2.0).mean(2, keepdim=True)  # 2 * mean((1 - s) / 2 clamped to [0, 1])
+        ctx.save_for_backward(images, target, mu_x, mu_y, a, b, c, d, s)
+        ctx.channels = channels
+        return ssim.mul_(ssim_weight / 2.0).add_(l1, alpha=1.0 - ssim_weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ssim_weight = ctx.ssim_weight
+        if ssim_weight == 0:
+            images, target = ctx.saved_tensors
+            channels = images.shape[2]
+            return (images - target).sign_().mul_(grad / channels), None, None, None, None, None
+        images, target, mu_x, mu_y, a, b, c, d, s = ctx.saved_tensors
+        channels = ctx.channels
+        # d loss / d s per channel; clamp((1 - s) / 2, 0, 1) passes gradient for -1 <= s <= 1.
+        inside = (s >= -1.0) & (s <= 1.0)
+        q = torch.where(inside, grad * (-ssim_weight / (2.0 * channels)), 0.0).div_(c * d)
+        grad_cov = q * a  # d/d box(x y) = 2 q a, the factor 2 applied below
+        grad_sq = (q * s).mul_(c)  # d/d box(x^2) = -q s c
+        # d/d mu_x = 2 q (my (b - a) + mx s (c - d))
+        grad_mu = (b - a).mul_(mu_y).add_((c - d).mul_(s).mul_(mu_x)).mul_(q)
+        result = _box3_adjoint(grad_mu)
+        result.addcmul_(_box3_adjoint(grad_sq), images, value=-1.0)
+        result.addcmul_(_box3_adjoint(grad_cov), target)
+        result.mul_(2.0)
+        result.addcmul_((images - target).sign_(), grad, value=(1.0 - ssim_weight) / channels)
+        return result, None, None, None, None, None
+
+
+class PhotometricReference:
+    """A target view prepared for many photometric comparisons (its SSIM moments computed once).
+
+    target: (B, C, H, W), no gradient needed. :meth:`error` gives the same values as
+    :func:`photometric_error` against every image of a stack, with gradients for the images.
+    """
+
+    def __init__(self, target: torch.Tensor, ssim_weight: float = 0.85):
+        self.target = target.detach()
+        self.ssim_weight = float(ssim_weight)
+        height, width = target.shape[-2:]
+        # The written-out path needs reflection padding to exist (>= 2 pixels a side).
+        self.fast = height >= 2 and width >= 2 and self.target.dtype in (torch.float32, torch.float64)
+        if self.fast and self.ssim_weight != 0:
+            y = self.target
+            self.mu = _box3(y)
+            self.c = (self.mu * self.mu).add_(SSIM_C1)
+            self.var = _box3(y * y).addcmul_(self.mu, self.mu, value=-1.0).add_(SSIM_C2)
+        else:
+            self.mu = self.c = self.var = self.target
+
+    def error(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (S, B, C, H, W) -> errors (S, B, 1, H, W)."""
+        if not self.fast:
+            return stacked_photometric_error(images, self.target, self.ssim_weight)
+        return _PhotometricAgainstTarget.apply(
+            images.contiguous(), self.target, self.mu, self.c, self.var, self.ssim_weight
+        )
+
+
+class _Reprojector:
+    """Where target pixels land in each source, for many depth maps of the same views.
+
+    K: (B, 3, 3), T_source_target: S x (B, 4, 4). The unit-depth rays and K_s R rays are computed
+    once, so each depth map costs one multiply-add: K_s (R (depth * ray) + t) = depth * (K_s R ray) + K_s t.
+    """
+
+    def __init__(self, K: torch.Tensor, T_source_target: Sequence[torch.Tensor], height: int, width: int):
+        count, batch = len(T_source_target), K.shape[0]
+        T = torch.stack(list(T_source_target), 0)  # (S, B, 4, 4)
+        K = K.to(T.dtype)
+        rays = pixel_rays(K, height, width).reshape(1, batch, 3, height * width)
+        self.rotated = (K @ T[:, :, :3, :3]) @ rays  # (S, B, 3, H*W)
+        self.offset = K @ T[:, :, :3, 3:4]  # (S, B, 3, 1)
+        self.count, self.batch, self.height, self.width = count, batch, height, width
+        # pixel centre u -> (2u + 1) / W - 1 (grid_sample, align_corners=False)
+        self.scale = torch.tensor([2.0 / width, 2.0 / height], dtype=T.dtype, device=T.device)
+        self.shift = torch.tensor([1.0 / width - 1.0, 1.0 / height - 1.0], dtype=T.dtype, device=T.device)
+
+    def grid(self, depth: torch.Tensor) -> torch.Tensor:
+        """depth: (B, 1, H, W) -> sampling grid (S * B, H, W, 2) as geometry.reproject_coordinates."""
+        camera = torch.addcmul(self.offset, self.rotated, depth.reshape(1, self.batch, 1, -1))
+        pixels = camera[:, :, :2] / camera[:, :, 2:3].clamp(min=1e-7)  # (S, B, 2, H*W)
+        grid = torch.addcmul(self.shift, pixels.transpose(-1, -2), self.scale)
+        return grid.reshape(self.count * self.batch, self.height, self.width, 2)
+
+
 @dataclass
 class ViewLoss:
     """Loss of one target view over all scales, plus what the trainer logs."""
@@ -183,10 +336,21 @@ def multiscale_view_loss(
     if not sources:
         raise ValueError("multiscale_view_loss needs at least one source view")
     height, width = target.shape[-2:]
-    identity = identity_errors(sources, target, ssim_weight) if automask else None
-    if identity is not None:
+    count, batch = len(sources), target.shape[0]
+    source_stack = torch.cat(list(sources), 0)  # (S * B, C, H, W), one grid_sample for all sources
+    reference = PhotometricReference(target, ssim_weight) if not target.requires_grad else None
+
+    def errors(images: torch.Tensor) -> torch.Tensor:  # (S, B, C, H, W) -> (S, B, 1, H, W)
+        if reference is None:
+            return stacked_photometric_error(images, target, ssim_weight)
+        return reference.error(images)
+
+    identity = None
+    if automask:
+        identity = errors(source_stack.reshape(count, batch, *source_stack.shape[1:]))
         # The same noise for all scales, so auto-masking decisions agree between them.
         identity = identity + torch.randn_like(identity) * AUTOMASK_NOISE
+    reprojector = _Reprojector(K, T_source_target, height, width)
     photometric_sum = target.new_zeros(())
     smoothness_sum = target.new_zeros(())
     per_scale: Dict[int, torch.Tensor] = {}
@@ -198,8 +362,9 @@ def multiscale_view_loss(
         if full.shape[-2:] != (height, width):
             full = F.interpolate(disparity, size=(height, width), mode="bilinear", align_corners=False)
         _, depth = disparity_to_depth(full, min_depth, max_depth)
-        warped = warp_sources(depth, sources, T_source_target, K)
-        reprojection = stacked_photometric_error(warped, target, ssim_weight)
+        warped = warp_image(source_stack, reprojector.grid(depth), padding_mode="border")
+        warped = warped.reshape(count, batch, *warped.shape[1:])
+        reprojection = errors(warped)
         pixel_loss, mask = reduce_reprojection(reprojection, identity, min_reprojection, noise=False)
         photometric = pixel_loss.mean()
         own_image = target

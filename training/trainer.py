@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from mono_depth_ros.geometry import invert_transform, pose_vector_to_matrix
+from mono_depth_ros.memory import keep_freed_memory_in_process
 from mono_depth_ros.model_file import ModelMetadata, save_model_file
 from mono_depth_ros.networks import DepthNet, PoseNet, PretrainedWeightsUnavailable
 
@@ -122,6 +123,29 @@ def select_device(config: TrainConfig) -> torch.device:
         torch.cuda.set_device(device)
         return device
     return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- CPU performance
+
+def keep_training_memory_in_process() -> None:
+    """A CPU step at 640x192 batch 12 allocates and frees gigabytes in tensors of up to ~180 MB:
+    keep all of it in the process for the next step (never trim), as the CUDA caching allocator
+    does on the GPU. The process then keeps its peak training memory."""
+    keep_freed_memory_in_process(mmap_threshold_bytes=1 << 30, trim_threshold_bytes=-1)
+
+
+def match_optimizer_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each parameter's optimiser state tensors the parameter's memory layout.
+
+    The fused Adam kernel walks parameter, gradient and state as flat arrays: a state saved from
+    a channels_last run and loaded for a contiguous one (or the reverse) silently mixes elements.
+    """
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                    state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 # --------------------------------------------------------------------------- sampling
@@ -378,6 +402,8 @@ class Trainer:
 
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
+        else:
+            keep_training_memory_in_process()
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.pretrained_used = self._build_networks()
         torch.manual_seed(config.seed + 7919 * self.context.rank)  # per-rank randomness from here on
@@ -470,8 +496,10 @@ class Trainer:
             pretrained = False
         if self.context.is_main:
             self.context.barrier()
-        self.depth_net = depth.to(self.device)
-        self.pose_net = pose.to(self.device) if pose is not None else None
+        # channels_last: oneDNN's convolutions (forward and backward) run faster on NHWC on the CPU.
+        memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.depth_net = depth.to(self.device, memory_format=memory_format)
+        self.pose_net = pose.to(self.device, memory_format=memory_format) if pose is not None else None
         return pretrained
 
     def _loader(self, dataset: Dataset, sampler: Sampler, epoch: int, drop_last: bool) -> DataLoader:
@@ -838,6 +866,7 @@ class Trainer:
         if self.pose_net is not None:
             self.pose_net.load_state_dict(checkpoint["pose_net"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        match_optimizer_state_layout(self.optimizer)  # the checkpoint may come from another device's layout
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
