@@ -52,6 +52,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
+from tables import Table  # noqa: E402
 import torch
 import torch.nn.functional as F
 
@@ -74,33 +77,6 @@ def median(samples: Sequence[float]) -> float:
 
 def fmt(value: float, digits: int = 2, suffix: str = "") -> str:
     return "-" if value != value else f"{value:.{digits}f}{suffix}"
-
-
-class Table:
-    """Rows of strings printed as aligned plain text or as a Markdown table."""
-
-    def __init__(self, title: str, header: Sequence[str]):
-        self.title, self.header, self.rows = title, list(header), []
-        self.notes: List[str] = []
-
-    def add(self, *cells) -> None:
-        self.rows.append([str(cell) for cell in cells])
-
-    def render(self, markdown: bool) -> str:
-        if markdown:
-            lines = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |"]
-            lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(self.header))) + "|")
-            lines += ["| " + " | ".join(row) + " |" for row in self.rows]
-            lines += [""] + [f"{note}  " for note in self.notes]
-            return "\n".join(lines).rstrip() + "\n"
-        widths = [max(len(row[i]) for row in [self.header] + self.rows) for i in range(len(self.header))]
-
-        def line(row):
-            return "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-
-        rule = "-" * len(line(self.header))
-        out = [f"== {self.title} ==", line(self.header), rule] + [line(row) for row in self.rows]
-        return "\n".join(out + self.notes) + "\n"
 
 
 # ---- machine facts ----------------------------------------------------------------------------
