@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
-from tables import Table  # noqa: E402
+from common import Table, monodepth2_on_path  # noqa: E402
 import torch
 
 from mono_depth_ros import create_model
@@ -403,36 +403,15 @@ class EndToEnd:
 def load_monodepth2(checkout: Path) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """Monodepth2's own ResnetEncoder(18) + DepthDecoder, random weights, imported from ``checkout``.
 
-    Its encoder calls ``torchvision.models.resnet18(pretrained)``, which torchvision >= 0.13 no
-    longer accepts positionally; the builders are wrapped for the duration of the import only.
+    Imported through common.monodepth2_on_path (torchvision builder compatibility).
     """
     if not (checkout / "networks" / "depth_decoder.py").exists():
         raise SystemExit(f"{checkout} is not a monodepth2 checkout (no networks/depth_decoder.py)")
-    import torchvision
-
-    names = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-    originals = {name: getattr(torchvision.models, name) for name in names}
-
-    def legacy(builder):
-        def build(pretrained=False, **kwargs):
-            if pretrained:
-                raise RuntimeError("this benchmark uses random weights")
-            return builder(weights=None, **kwargs)
-
-        return build
-
-    sys.path.insert(0, str(checkout))
-    try:
-        for name in names:
-            setattr(torchvision.models, name, legacy(originals[name]))
+    with monodepth2_on_path(checkout):
         import networks as monodepth2_networks  # noqa: the checkout's package
 
         encoder = monodepth2_networks.ResnetEncoder(18, False)
         decoder = monodepth2_networks.DepthDecoder(encoder.num_ch_enc, scales=range(4))
-    finally:
-        for name, builder in originals.items():
-            setattr(torchvision.models, name, builder)
-        sys.path.remove(str(checkout))
     return encoder.eval(), decoder.eval()
 
 

@@ -54,7 +54,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
-from tables import Table  # noqa: E402
+from common import Table, monodepth2_on_path  # noqa: E402
 import torch
 import torch.nn.functional as F
 
@@ -224,13 +224,7 @@ class _PlaceholderKittiDataset(torch.utils.data.Dataset):
 
 @contextlib.contextmanager
 def _monodepth2_import_context(checkout: Path):
-    """sys.path and stand-in modules for importing and constructing Monodepth2's Trainer.
-
-    Its encoder calls ``torchvision.models.resnet18(pretrained)``, which torchvision >= 0.13 no
-    longer accepts positionally; the builders are wrapped while the trainer is built.
-    """
-    import torchvision
-
+    """Stand-in modules for Monodepth2's optional imports while its Trainer is imported and built."""
     stand_ins = {
         "tensorboardX": _stub_module("tensorboardX", SummaryWriter=_NoWriter),
         "IPython": _stub_module("IPython", embed=lambda *args, **kwargs: None),
@@ -246,33 +240,8 @@ def _monodepth2_import_context(checkout: Path):
 
         stand_ins["six"] = _stub_module("six", moves=_stub_module("six.moves", urllib=urllib))
         stand_ins["six.moves"] = stand_ins["six"].moves
-    names = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-    builders = {name: getattr(torchvision.models, name) for name in names}
-
-    def legacy(builder):
-        def build(pretrained=False, **kwargs):
-            if pretrained:
-                raise RuntimeError("this benchmark uses random weights")
-            return builder(weights=None, **kwargs)
-
-        return build
-
-    saved = {name: sys.modules.get(name) for name in stand_ins}
-    sys.modules.update(stand_ins)
-    sys.path.insert(0, str(checkout))
-    for name in names:
-        setattr(torchvision.models, name, legacy(builders[name]))
-    try:
+    with monodepth2_on_path(checkout, stand_ins):
         yield
-    finally:
-        for name, builder in builders.items():
-            setattr(torchvision.models, name, builder)
-        sys.path.remove(str(checkout))
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
 
 
 def build_monodepth2_trainer(checkout: Path, size: Size, device: torch.device, log_dir: Path):
