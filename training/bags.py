@@ -764,15 +764,15 @@ def discover_topics(
             if not have_config_K:
                 raise BagError(
                     f"camera_info topic {selection.camera_info} is listed in bag {reader.path} but has no messages; "
-                    f"give the intrinsics as K in the config (3x3 row-major). {listing}"
+                    f"give the intrinsics as data.K in the config (3x3 row-major). {listing}"
                 )
             selection.camera_info = ""
         if not selection.camera_info and not have_config_K:
             infos = reader.topics_of_type(CAMERA_INFO_TYPE)
-            hint = f"set camera_info_topic to one of {', '.join(infos)}, or " if infos else ""
+            hint = f"set data.camera_info_topic to one of {', '.join(infos)}, or " if infos else ""
             raise BagError(
                 f"no CameraInfo for {selection.image} in bag {reader.path} (looked for one in "
-                f"{camera_namespace(selection.image)}/): {hint}give the intrinsics as K in the config "
+                f"{camera_namespace(selection.image)}/): {hint}give the intrinsics as data.K in the config "
                 f"(3x3 row-major, native image size). {listing}"
             )
 
@@ -791,7 +791,7 @@ def discover_topics(
             elif not others:
                 raise BagError(
                     f"stereo training needs a second camera but bag {reader.path} has only {selection.image}. "
-                    f"Use mode 'mono', or set right_image_topic. {listing}"
+                    f"Use mode=mono, or set data.right_image_topic. {listing}"
                 )
             else:
                 raise BagError(
