@@ -276,11 +276,10 @@ class DepthNode(Node):
         depth = self._estimator.predict(rgb, extra_scale=config.depth_scale)
         if self._shutting_down():
             return False
-        published_depth = depth.copy() if config.publish_points else depth
-        # REP 118: too close is -inf, too far is +inf.
-        published_depth[depth < config.min_depth] = -np.inf
-        published_depth[depth > config.max_depth] = np.inf
-        self._depth_pub.publish(self._depth_message(msg, published_depth))
+        # REP 118: too close is -inf, too far is +inf (in place: the cloud turns both into NaN points).
+        depth[depth < config.min_depth] = -np.inf
+        depth[depth > config.max_depth] = np.inf
+        self._depth_pub.publish(self._depth_message(msg, depth))
 
         if config.publish_points and not self._shutting_down():  # a big cloud takes a while: not when stopping
             stride = config.points_stride
@@ -293,7 +292,7 @@ class DepthNode(Node):
             )
             self._points_pub.publish(self._cloud_message(msg, cloud))
         if config.publish_colored_depth:
-            self._colored_pub.publish(self._colored_message(msg, colorize_depth(published_depth)))
+            self._colored_pub.publish(self._colored_message(msg, colorize_depth(depth)))
         self.frames_published += 1
         return True
 
