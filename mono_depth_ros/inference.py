@@ -48,10 +48,11 @@ def resolve_device(requested: str) -> Tuple[torch.device, Optional[str]]:
 
 
 def _fold_batch_norms(module: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that directly follows a Conv2d in a ResNet into that conv (eval only)."""
+    """Fold every BatchNorm that directly follows a Conv2d (ResNet blocks, EfficientNet's ConvBN) into
+    that conv (eval only)."""
     for name, child in module.named_children():
         _fold_batch_norms(child)
-    pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
+    pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv", "bn")]
     for conv_name, bn_name in pairs:
         conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
@@ -96,34 +97,37 @@ def _onednn_available() -> bool:
 class _PackedConv:
     """A convolution whose weight is laid out once for oneDNN (batch norm already folded in).
 
-    Calls take and return channels_last tensors; ``unary`` ('none', 'relu', 'sigmoid') is
+    Calls take and return channels_last tensors; ``unary`` ('none', 'relu', 'relu6', 'sigmoid') is
     applied by the convolution itself, and :meth:`add` fuses a sum before it.
     """
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], input_shape: Sequence[int],
-                 padding: Sequence[int] = (0, 0), stride: Sequence[int] = (1, 1)):
-        self.padding, self.stride, self.dilation = list(padding), list(stride), [1, 1]
+                 padding: Sequence[int] = (0, 0), stride: Sequence[int] = (1, 1), groups: int = 1):
+        self.padding, self.stride, self.dilation, self.groups = list(padding), list(stride), [1, 1], groups
         self.weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            weight.detach().float().contiguous().to_mkldnn(), self.padding, self.stride, self.dilation, 1,
+            weight.detach().float().contiguous().to_mkldnn(), self.padding, self.stride, self.dilation, groups,
             list(input_shape),
         )
         self.bias = None if bias is None else bias.detach().float().contiguous()
 
     @classmethod
     def of(cls, conv: nn.Conv2d, input_shape: Sequence[int]) -> "_PackedConv":
-        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+        if conv.dilation != (1, 1) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise TypeError(f"unsupported convolution {conv}")
-        return cls(conv.weight, conv.bias, input_shape, conv.padding, conv.stride)
+        return cls(conv.weight, conv.bias, input_shape, conv.padding, conv.stride, conv.groups)
 
     def __call__(self, x: torch.Tensor, unary: str = "none") -> torch.Tensor:
+        scalars: List[float] = []
+        if unary == "relu6":
+            unary, scalars = "hardtanh", [0.0, 6.0]
         return torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1, unary, [], ""
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, unary, scalars, ""
         )
 
     def add(self, x: torch.Tensor, other: torch.Tensor, unary: Optional[str] = None) -> torch.Tensor:
         """unary(conv(x) + other); ``other`` has the output's shape."""
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, self.weight, self.bias, self.padding, self.stride, self.dilation, 1,
+            x, other, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
             "add", None, unary, [], None,
         )
 
@@ -149,6 +153,98 @@ class _PackedResidualBlock:
         for conv in self.convs[:-1]:
             out = conv(out, "relu")
         return self.convs[-1].add(out, identity, "relu")
+
+
+class _PackedResnetEncoder:
+    """ResnetEncoder with folded batch norms: image (N, 3, H, W) channels_last -> its 5 feature maps."""
+
+    def __init__(self, encoder: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
+        from .networks import IMAGENET_MEAN, IMAGENET_STD
+
+        self._mean, self._std = IMAGENET_MEAN, IMAGENET_STD
+        resnet = encoder.resnet
+        if not isinstance(resnet.bn1, nn.Identity):
+            raise TypeError("encoder batch norms are not folded")
+        self.stem = _PackedConv.of(resnet.conv1, shapes[resnet.conv1])
+        self.maxpool = resnet.maxpool
+        self.layers = [
+            [_PackedResidualBlock(block, shapes) for block in layer]
+            for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        ]
+
+    def __call__(self, image: torch.Tensor) -> List[torch.Tensor]:
+        x = self.stem((image - self._mean) / self._std, "relu")
+        features = [x]
+        x = self.maxpool(x)
+        for layer in self.layers:
+            for block in layer:
+                x = block(x)
+            features.append(x)
+        return features
+
+
+class _PackedConvBN:
+    """networks.ConvBN with its batch norm folded: (asymmetric zero padding), convolution, ReLU6."""
+
+    def __init__(self, module: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
+        if not isinstance(module.bn, nn.Identity):
+            raise TypeError("EfficientNet batch norms are not folded")
+        self.pad = tuple(module.pad.padding) if isinstance(module.pad, nn.ZeroPad2d) else None
+        self.conv = _PackedConv.of(module.conv, shapes[module.conv])
+        self.unary = "relu6" if module.relu6 else "none"
+
+    def __call__(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.pad is not None:
+            left, right, top, bottom = self.pad
+            padded = torch.empty(
+                (x.shape[0], x.shape[1], x.shape[2] + top + bottom, x.shape[3] + left + right),
+                dtype=x.dtype, device=x.device, memory_format=torch.channels_last,
+            ).zero_()
+            padded[:, :, top:top + x.shape[2], left:left + x.shape[3]] = x
+            x = padded
+        if residual is not None:
+            return self.conv.add(x, residual)  # projections are linear: no activation after the sum
+        return self.conv(x, self.unary)
+
+
+class _PackedLite0Encoder:
+    """EfficientNetLite0Encoder with folded batch norms, ReLU6 and residual sums fused into the convolutions."""
+
+    def __init__(self, encoder: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
+        from .networks import _LITE0_FEATURE_BLOCKS, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
+
+        self._mean, self._std = EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
+        self.feature_blocks = set(_LITE0_FEATURE_BLOCKS)
+        self.stem = _PackedConvBN(encoder.stem, shapes)
+        self.blocks = [
+            (
+                None if block.expand is None else _PackedConvBN(block.expand, shapes),
+                _PackedConvBN(block.depthwise, shapes),
+                _PackedConvBN(block.project, shapes),
+                block.residual,
+            )
+            for block in encoder.blocks
+        ]
+
+    def __call__(self, image: torch.Tensor) -> List[torch.Tensor]:
+        x = self.stem((image - self._mean) / self._std)
+        features = []
+        for index, (expand, depthwise, project, residual) in enumerate(self.blocks):
+            out = x if expand is None else expand(x)
+            x = project(depthwise(out), residual=x if residual else None)
+            if index in self.feature_blocks:
+                features.append(x)
+        return features
+
+
+def _packed_encoder(encoder: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
+    from .networks import EfficientNetLite0Encoder, ResnetEncoder
+
+    if isinstance(encoder, ResnetEncoder):
+        return _PackedResnetEncoder(encoder, shapes)
+    if isinstance(encoder, EfficientNetLite0Encoder):
+        return _PackedLite0Encoder(encoder, shapes)
+    raise TypeError(f"no fast CPU path for {type(encoder).__name__}")
 
 
 def _elu_negative_part(x: torch.Tensor) -> torch.Tensor:
@@ -261,7 +357,8 @@ def _run_recording_conv_inputs(net: nn.Module, image: torch.Tensor):
 
 
 class _OneDnnDepthNet:
-    """Inference-only CPU twin of a batch-norm-folded DepthNet: the same outputs to ~1e-6.
+    """Inference-only CPU twin of a batch-norm-folded DepthNet (ResNet or EfficientNet-Lite0 encoder):
+    the same outputs to ~1e-6.
 
     Weights are laid out for the recorded input shapes; other shapes (H, W >= 64) work, a little slower.
     Call: image (N, 3, H, W) float32 RGB in [0, 1], channels_last
@@ -270,18 +367,7 @@ class _OneDnnDepthNet:
 
     def __init__(self, net: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
         """``shapes``: each Conv2d of ``net`` -> the input shape to lay its weight out for."""
-        from .networks import IMAGENET_MEAN, IMAGENET_STD
-
-        self._mean, self._std = IMAGENET_MEAN, IMAGENET_STD
-        resnet = net.encoder.resnet
-        if not isinstance(resnet.bn1, nn.Identity):
-            raise TypeError("encoder batch norms are not folded")
-        self.stem = _PackedConv.of(resnet.conv1, shapes[resnet.conv1])
-        self.maxpool = resnet.maxpool
-        self.layers = [
-            [_PackedResidualBlock(block, shapes) for block in layer]
-            for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
-        ]
+        self.encode = _packed_encoder(net.encoder, shapes)
         decoder = net.decoder
         self.reduce = [_PackedConv.of(block.conv.conv, shapes[block.conv.conv]) for block in decoder.reduce]
         self.upsampled = []  # the fuse convolutions' part that reads the upsampled map
@@ -297,16 +383,6 @@ class _OneDnnDepthNet:
                 _PackedConv(conv.weight[:, channels:], None, skip_shape) if in_channels > channels else None
             )
         self.heads = {int(scale): _DisparityHead(head.conv) for scale, head in decoder.disparity_heads.items()}
-
-    def encode(self, image: torch.Tensor) -> List[torch.Tensor]:
-        x = self.stem((image - self._mean) / self._std, "relu")
-        features = [x]
-        x = self.maxpool(x)
-        for layer in self.layers:
-            for block in layer:
-                x = block(x)
-            features.append(x)
-        return features
 
     def __call__(self, image: torch.Tensor, output_scales: Optional[Sequence[int]] = None) -> Dict[int, torch.Tensor]:
         wanted = tuple(self.heads) if output_scales is None else tuple(output_scales)
@@ -356,7 +432,7 @@ class DepthEstimator:
         self.device = torch.device(device)
         self.half = bool(half) and self.device.type == "cuda"
         net = copy.deepcopy(model.depth_net).eval()
-        net.encoder.resnet = _fold_batch_norms(net.encoder.resnet)
+        net.encoder = _fold_batch_norms(net.encoder)
         net = net.to(self.device, memory_format=torch.channels_last)
         if self.half:
             net = net.half()

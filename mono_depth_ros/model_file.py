@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from .networks import SUPPORTED_RESNETS, DepthNet, PoseNet
+from .networks import ENCODERS, SUPPORTED_RESNETS, DepthNet, PoseNet
 from .safetensors_io import SafetensorsFormatError, read_safetensors, read_safetensors_header, write_safetensors
 
 FORMAT_NAME = "mono_depth_ros"
-FORMAT_VERSION = 1
+# 2: adds ``encoder``. Version 1 files (no such field) hold ResNets and still load.
+FORMAT_VERSION = 2
 METADATA_KEY = "mono_depth_ros.metadata"
 HOW_TO_GET_A_MODEL = (
     "Create one with random weights: `ros2 run mono_depth_ros create_model --out model.safetensors`, "
@@ -37,7 +38,8 @@ class ModelMetadata:
     """What a model file says about itself. Field order is the JSON order."""
 
     architecture: str = "monodepth2"
-    num_layers: int = 18
+    num_layers: int = 18  # ResNet depth (18, 34, 50); not used by other encoders
+    encoder: str = "resnet"  # one of networks.ENCODERS
     input_width: int = 640
     input_height: int = 192
     min_depth: float = 0.1
@@ -60,7 +62,9 @@ class ModelMetadata:
             raise ModelFileError("invalid model metadata: " + "; ".join(problems))
         if self.architecture != "monodepth2":
             problems.append(f"architecture is {self.architecture!r}, this version runs 'monodepth2'")
-        if self.num_layers not in SUPPORTED_RESNETS:
+        if self.encoder not in ENCODERS:
+            problems.append(f"encoder is {self.encoder!r}, supported: {', '.join(ENCODERS)}")
+        if self.encoder == "resnet" and self.num_layers not in SUPPORTED_RESNETS:
             problems.append(f"num_layers is {self.num_layers}, supported: {SUPPORTED_RESNETS}")
         for name in ("input_width", "input_height"):
             value = getattr(self, name)
@@ -98,12 +102,17 @@ class ModelMetadata:
             )
         known = {f.name for f in dataclasses.fields(cls)}
         required = {"architecture", "num_layers", "input_width", "input_height", "min_depth", "max_depth", "metric"}
+        if version >= 2:
+            required.add("encoder")
         missing = sorted(required - raw.keys())
         if missing:
             raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}")
         unknown = sorted(raw.keys() - known)
         if unknown:
             raise ModelFileError(f"{source}: metadata has unknown fields {', '.join(unknown)}")
+        if version < 2 and "encoder" not in raw:
+            # Before format 2 every model had a ResNet encoder; in memory it is now a format 2 description.
+            raw.update(encoder="resnet", format_version=FORMAT_VERSION)
         metadata = cls(**raw)
         try:
             metadata.validate()
@@ -121,6 +130,7 @@ def _type_problems(metadata: ModelMetadata) -> List[str]:
     expected = {
         "architecture": (str, "a string"),
         "num_layers": (int, "an integer"),
+        "encoder": (str, "a string"),
         "input_width": (int, "an integer"),
         "input_height": (int, "an integer"),
         "min_depth": (float, "a number"),
@@ -161,11 +171,11 @@ class LoadedModel:
 
 
 def build_depth_net(metadata: ModelMetadata, pretrained: bool = False) -> DepthNet:
-    return DepthNet(num_layers=metadata.num_layers, pretrained=pretrained)
+    return DepthNet(num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder)
 
 
 def build_pose_net(metadata: ModelMetadata, pretrained: bool = False) -> PoseNet:
-    return PoseNet(num_layers=metadata.num_layers, pretrained=pretrained)
+    return PoseNet(num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder)
 
 
 def _prefixed(prefix: str, module: torch.nn.Module) -> Dict[str, torch.Tensor]:

@@ -155,3 +155,19 @@ def test_load_node_config_refuses_bad_values_and_accepts_empty_files(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert load_node_config(empty) == DepthNodeConfig()
+
+
+# --------------------------------------------------------------------------- training config: model.encoder
+
+
+def test_training_config_encoder_choices_are_checked():
+    from training.config import ConfigError, TrainConfig, apply_overrides
+
+    config = apply_overrides(TrainConfig(), ["model.encoder=efficientnet_lite0"])
+    assert config.model.encoder == "efficientnet_lite0"
+    # num_layers is the ResNet depth: not read for another encoder, checked for a ResNet.
+    assert apply_overrides(config, ["model.num_layers=101"]).model.num_layers == 101
+    with pytest.raises(ConfigError, match=r"model.num_layers is 101; choose one of \(18, 34, 50\)"):
+        apply_overrides(TrainConfig(), ["model.num_layers=101"])
+    with pytest.raises(ConfigError, match="model.encoder is 'effnet'; choose one of resnet, efficientnet_lite0"):
+        apply_overrides(TrainConfig(), ["model.encoder=effnet"])

