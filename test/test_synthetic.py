@@ -1,6 +1,8 @@
 """The synthetic recording writer: exact depth, exact K, bag layout, determinism."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -186,3 +188,241 @@ def test_distorted_render_projects_through_distortion(model, coefficients):
     # The distorted image really differs from the pinhole one.
     pinhole = synthetic.render_recording(num_frames=1, stereo=False).images[0]
     assert np.abs(pinhole.astype(int) - recording.images[0].astype(int)).mean() > 3
+
+
+# --------------------------------------------------------------------------- street scene
+
+STREET_SIZE = (128, 80)  # (width, height): small, still big enough to see every kind of object
+STREET_BASELINE = 0.25
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory):
+    path = tmp_path_factory.mktemp("street") / "bag"
+    width, height = STREET_SIZE
+    return synthetic.write_synthetic_bag(
+        path, scene="street", num_frames=60, width=width, height=height, speed_mps=1.25,
+        baseline_m=STREET_BASELINE, seed=4, return_recording=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def street_messages(street):
+    return _read_all(street.path)
+
+
+def _depth_from(message, width, height):
+    assert message.encoding == "32FC1"
+    return np.frombuffer(message.data.tobytes(), dtype="<f4").reshape(height, width)
+
+
+def _backproject(street, depth, index):
+    """Odom points (3, H*W) of the left camera's pixels at frame `index` from a depth map."""
+    rays = synthetic.camera_rays(street.K, *STREET_SIZE)
+    T = street.poses[index]
+    distance = np.where(np.isfinite(depth), depth, 0.0).reshape(-1).astype(np.float64)  # sky: no point
+    return T[:3, :3] @ (rays * distance) + T[:3, 3:4]
+
+
+def test_street_depth_is_exact_on_every_kind_of_surface(street, street_messages):
+    width, height = STREET_SIZE
+    scene = street.scene
+    seen = set()
+    for index in (0, 20, 45, 59):
+        depth = _depth_from(street_messages["/camera/depth"][index][1], width, height)
+        points = _backproject(street, depth, index)
+        surface = street.surfaces[index].reshape(-1)
+        distance = depth.reshape(-1).astype(np.float64)
+        ground = surface == scene.GROUND
+        assert ground.sum() > 0.2 * surface.size
+        # On the plane z = 0, to 1e-4 relative to the distance (float32 depth is the limit).
+        assert np.all(np.abs(points[2, ground]) <= 1e-4 * distance[ground])
+        sky = surface == scene.SKY
+        assert sky.any() and np.all(np.isposinf(depth.reshape(-1)[sky]))
+        assert np.all(np.isfinite(distance[~sky]))
+        for box_surface in np.unique(surface[surface > 0]):
+            box = scene.boxes[box_surface - 1]
+            pixels = surface == box_surface
+            on_face = points[:, pixels]
+            low, high = np.array(box.minimum)[:, None], np.array(box.maximum)[:, None]
+            tolerance = 1e-4 * distance[pixels]
+            # Inside the box's extent, and on one of its six faces.
+            assert np.all((on_face >= low - tolerance) & (on_face <= high + tolerance))
+            to_face = np.minimum(np.abs(on_face - low), np.abs(on_face - high)).min(axis=0)
+            assert np.all(to_face <= tolerance)
+            seen.add(scene.kinds[box_surface - 1])
+    assert seen >= {"building", "end", "car", "crate", "pole"}, seen
+
+
+def test_street_facades_lie_on_their_planes(street):
+    """Building faces seen head-on from the street (normal along y) are the planes y = front of the block."""
+    scene, index = street.scene, 30
+    depth = street.depths[index].reshape(-1).astype(np.float64)
+    points = _backproject(street, street.depths[index], index)
+    T = street.poses[index]
+    _, axis, surface = scene.intersect(T[:3, 3], T[:3, :3] @ synthetic.camera_rays(street.K, *STREET_SIZE))
+    np.testing.assert_array_equal(surface, street.surfaces[index].reshape(-1))
+    facades = 0
+    for box_surface in np.unique(surface[surface > 0]):
+        on_front = (surface == box_surface) & (axis == 1)
+        if scene.kinds[box_surface - 1] != "building" or not on_front.any():
+            continue
+        box = scene.boxes[box_surface - 1]
+        front_y = box.minimum[1] if box.minimum[1] > T[1, 3] else box.maximum[1]  # the side facing the camera
+        assert abs(front_y) >= synthetic.FACADE_LINE_M
+        assert np.all(np.abs(points[1, on_front] - front_y) <= 1e-4 * depth[on_front])
+        facades += 1
+    assert facades >= 4
+
+
+def test_street_render_matches_an_unculled_ray_cast(street):
+    """The renderer skips boxes outside each view; the full per-box cast must agree exactly."""
+    rays = synthetic.camera_rays(street.K, *STREET_SIZE)
+    for index in (5, 40):
+        T = street.poses[index]
+        depth, _, surface = street.scene.intersect(T[:3, 3], T[:3, :3] @ rays)
+        np.testing.assert_array_equal(surface.reshape(street.surfaces[index].shape), street.surfaces[index])
+        np.testing.assert_array_equal(depth.astype(np.float32).reshape(street.depths[index].shape), street.depths[index])
+
+
+def test_street_topics_intrinsics_and_stamps(street, street_messages):
+    width, height = STREET_SIZE
+    assert {"/camera/image_raw", "/camera/camera_info", "/camera/depth", "/camera_right/image_raw",
+            "/camera_right/camera_info", "/odom"} == set(street_messages)
+    info = street_messages["/camera/camera_info"][0][1]
+    K = np.array(info.k).reshape(3, 3)
+    np.testing.assert_array_equal(K, street.K)
+    np.testing.assert_array_equal(K, synthetic.camera_intrinsics(width, height))
+    assert (info.width, info.height) == (width, height)
+    right = street_messages["/camera_right/camera_info"][0][1]
+    assert right.p[3] == pytest.approx(-K[0, 0] * STREET_BASELINE)
+    assert right.header.frame_id == synthetic.RIGHT_FRAME and info.p[3] == 0.0
+
+    def stamps(topic):
+        return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in street_messages[topic]]
+
+    assert stamps("/camera/depth") == stamps("/camera/image_raw") == street.stamps_ns
+    assert stamps("/camera_right/image_raw") == street.stamps_ns
+    assert street.stamps_ns == [synthetic.STAMP_ORIGIN_NS + i * 100_000_000 for i in range(60)]
+    # The right camera really is baseline_m to the right of the left one.
+    offset = np.linalg.inv(street.poses[10]) @ street.right_poses[10]
+    np.testing.assert_allclose(offset[:3, 3], [STREET_BASELINE, 0.0, 0.0], atol=1e-12)
+
+
+def test_street_odometry_carries_the_full_rendered_orientation(street, street_messages):
+    T_body_optical = np.eye(4)
+    T_body_optical[:3, :3] = synthetic.R_BODY_OPTICAL
+    for index in (0, 17, 59):
+        T_body = street.trajectory.T_odom_body(index * 0.1)
+        np.testing.assert_allclose(street.poses[index], T_body @ T_body_optical, atol=1e-12)
+    pitch_roll = []
+    odometry = street_messages["/odom"]
+    assert len(odometry) >= 120
+    for stamp, odom in odometry:
+        T = street.trajectory.T_odom_body((stamp - synthetic.STAMP_ORIGIN_NS) * 1e-9)
+        q = odom.pose.pose.orientation
+        R = synthetic.quaternion_to_rotation(q.x, q.y, q.z, q.w)
+        assert np.linalg.norm(synthetic.rotation_log(R.T @ T[:3, :3])) < 1e-6
+        p = odom.pose.pose.position
+        np.testing.assert_allclose([p.x, p.y, p.z], T[:3, 3], atol=1e-9)
+        assert p.z == pytest.approx(street.camera_height_m) and street.camera_height_m == synthetic.STREET_CAMERA_HEIGHT_M
+        pitch_roll.append(math.degrees(math.asin(min(1.0, abs(T[2, 0])))))  # |pitch|
+        pitch_roll.append(math.degrees(math.atan2(T[2, 1], T[2, 2])))  # roll
+        twist = odom.twist.twist
+        assert twist.linear.x > -1e-6 and abs(twist.linear.x) < 2.5  # forward, 0 .. 1.6 x 1.25 m/s
+    # Small but real rotations: pitch and roll under 2 degrees, not zero.
+    assert 0.1 < np.abs(pitch_roll).max() < 2.0
+    # Angular velocity in camera_link agrees with the change of orientation between messages.
+    (s0, first), (s1, second) = odometry[20], odometry[21]
+    R0 = street.trajectory.T_odom_body((s0 - synthetic.STAMP_ORIGIN_NS) * 1e-9)[:3, :3]
+    R1 = street.trajectory.T_odom_body((s1 - synthetic.STAMP_ORIGIN_NS) * 1e-9)[:3, :3]
+    mean_rate = synthetic.rotation_log(R0.T @ R1) / ((s1 - s0) * 1e-9)
+    rates = [np.array([m.twist.twist.angular.x, m.twist.twist.angular.y, m.twist.twist.angular.z]) for m in (first, second)]
+    np.testing.assert_allclose(mean_rate, (rates[0] + rates[1]) / 2, atol=0.02)
+
+
+def test_street_speed_varies_and_the_camera_stops_mid_recording(street):
+    steps = np.array([np.linalg.norm(b[:3, 3] - a[:3, 3]) for a, b in zip(street.poses, street.poses[1:])])
+    still = street.still_frames
+    assert len(still) >= 4 and still == list(range(still[0], still[-1] + 1))
+    assert 15 < still[0] and still[-1] < 50  # in the middle, not at the start
+    for index in still:
+        np.testing.assert_array_equal(street.poses[index], street.poses[index - 1])
+        np.testing.assert_array_equal(street.images[index], street.images[index - 1])
+    moving = np.delete(steps, [i - 1 for i in still])
+    assert moving.max() > 1.5 * np.median(moving)  # speed changes
+    assert moving.min() < 0.5 * np.median(moving)  # slowing down into the stop
+    assert np.all(steps[:10] > 0.02)
+
+
+def test_street_is_deterministic_by_seed_and_seeds_change_the_layout():
+    kwargs = dict(scene="street", num_frames=2, width=64, height=40, stereo=False, stop_frames=0)
+    first = synthetic.render_recording(seed=7, **kwargs)
+    again = synthetic.render_recording(seed=7, **kwargs)
+    other = synthetic.render_recording(seed=8, **kwargs)
+    for a, b in zip(first.images + first.depths, again.images + again.depths):
+        assert a.tobytes() == b.tobytes()
+    assert first.scene.boxes == again.scene.boxes
+    assert first.scene.boxes != other.scene.boxes
+    assert np.abs(first.images[1].astype(int) - other.images[1].astype(int)).mean() > 5
+
+
+def test_street_stop_that_does_not_fit_is_refused():
+    with pytest.raises(ValueError, match="too few for a stop of 8 frames"):
+        synthetic.render_recording(scene="street", num_frames=20, width=16, height=16, stop_frames=8)
+    with pytest.raises(ValueError, match="scene must be one of corridor, street"):
+        synthetic.render_recording(scene="garden", num_frames=1)
+
+
+def test_street_surfaces_are_textured_near_and_far():
+    """Photometric losses need gradients: every kind of surface shows texture (std of the Laplacian)."""
+    recording = synthetic.render_recording(scene="street", num_frames=1, width=320, height=192, stereo=False, seed=1)
+    scene, surface = recording.scene, recording.surfaces[0]
+    grey = cv2.cvtColor(recording.images[0], cv2.COLOR_RGB2GRAY).astype(np.float64)
+    laplacian = cv2.Laplacian(grey, cv2.CV_64F)
+    kinds = np.array(("sky", "ground") + scene.kinds)[surface + 1]
+    depth = recording.depths[0]
+    classes = {kind: kinds == kind for kind in ("ground", "building", "end", "car", "crate", "pole")}
+    classes["ground near (< 8 m)"] = classes["ground"] & (depth < 8.0)
+    classes["ground far (> 20 m)"] = classes["ground"] & (depth > 20.0)
+    for name, mask in classes.items():
+        # Away from the surface's outline: only texture inside, no object edges.
+        inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        assert inner.sum() >= 100, name
+        assert laplacian[inner].std() > 8.0, (name, laplacian[inner].std())  # measured 19-56
+    sky = cv2.erode((kinds == "sky").astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert 0.3 < laplacian[sky].std() < 8.0  # faint clouds (measured 0.9)
+    assert np.all(np.isposinf(depth[kinds == "sky"]))
+
+
+def test_sample_recording_command(tmp_path, capsys):
+    from training import sample_recording
+
+    small = ["--frames", "3", "--width", "48", "--height", "32", "--quiet"]
+    assert sample_recording.main(["--out", str(tmp_path / "mcap")] + small) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == str(tmp_path / "mcap")
+    assert synthetic.storage_file(tmp_path / "mcap").suffix == ".mcap"
+    messages = _read_all(tmp_path / "mcap")
+    assert set(messages) == {"/camera/image_raw", "/camera/camera_info", "/camera/depth", "/camera_right/image_raw",
+                             "/camera_right/camera_info", "/odom"}
+    assert messages["/camera_right/camera_info"][0][1].p[3] == pytest.approx(-0.7 * 48 * 0.25)  # default baseline
+    # The same flags give the same image data.
+    expected = synthetic.render_recording(scene="street", num_frames=3, width=48, height=32, speed_mps=1.25,
+                                          stereo=False, stop_frames=0)
+    for (_, message), rgb in zip(messages["/camera/image_raw"], expected.images):
+        assert message.data.tobytes() == rgb.tobytes()
+
+    assert sample_recording.main(["--out", str(tmp_path / "db"), "--storage", "sqlite3", "--no-stereo", "--no-depth",
+                                  "--compressed"] + small) == 0
+    assert synthetic.storage_file(tmp_path / "db").suffix == ".db3"
+    assert set(_read_all(tmp_path / "db")) == {"/camera/image_raw/compressed", "/camera/camera_info", "/odom"}
+
+    before = synthetic.storage_file(tmp_path / "mcap").read_bytes()
+    capsys.readouterr()
+    assert sample_recording.main(["--out", str(tmp_path / "mcap")] + small) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert synthetic.storage_file(tmp_path / "mcap").read_bytes() == before
+    assert sample_recording.main(["--out", str(tmp_path / "new"), "--frames", "0"]) == 2
+    assert "--frames must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
