@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 import rclpy
@@ -25,13 +25,14 @@ from rclpy.qos import QoSHistoryPolicy, QoSPolicyKind, QoSProfile, QoSReliabilit
 from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from .camera import CameraInfoError, intrinsics_for_image
-from .colorize import colorize_depth
+from .camera import CameraInfoError
 from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
-from .image_conversion import ImageFormatError, depth_to_image_fields, image_to_rgb
+from .frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
+from .image_conversion import ImageFormatError, depth_to_image_fields
 from .inference import DepthEstimator, keep_freed_memory_in_process, resolve_device
 from .model_file import HOW_TO_GET_A_MODEL, ModelFileError, load_model_file
-from .pointcloud import POINT_FIELDS, POINT_STEP, pack_xyzrgb, unit_depth_rays
+from .pointcloud import POINT_FIELDS, POINT_STEP
+from .networks import encoder_label
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -76,7 +77,6 @@ class DepthNode(Node):
             )
         self._last_warning: Dict[str, float] = {}
         self._camera_info: Optional[CameraInfo] = None
-        self._rays_cache: Tuple[Optional[tuple], Optional[np.ndarray]] = (None, None)
         self._pending: Optional[Image] = None
         self.frames_received = 0
         self.frames_dropped = 0
@@ -93,11 +93,12 @@ class DepthNode(Node):
         except ModelFileError as error:
             raise StartupError(str(error)) from error
         self._estimator = DepthEstimator(model, device, half=self._config.half_precision)
+        self._pipeline = FramePipeline(self._estimator)
         if not self.context.ok():
             raise ExternalShutdownException()  # a signal arrived while the model was loading
         meta = model.metadata
         self.get_logger().info(
-            f"loaded {model.path} (ResNet-{meta.num_layers}, {meta.input_width}x{meta.input_height}, "
+            f"loaded {model.path} ({encoder_label(meta.encoder, meta.num_layers)}, {meta.input_width}x{meta.input_height}, "
             f"{'metric' if meta.metric else 'NOT metric: depth_scale sets the scale'}) on {device}"
             + (" in float16" if self._estimator.half else "")
         )
@@ -240,12 +241,6 @@ class DepthNode(Node):
             self._last_warning[problem] = now
             self.get_logger().warning(text)
 
-    def _rays(self, K: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
-        key = (K.tobytes(), height, width, stride)
-        if self._rays_cache[0] != key:
-            self._rays_cache = (key, unit_depth_rays(K, height, width, stride))
-        return self._rays_cache[1]
-
     def process(self, msg: Image) -> bool:
         """Handle one image; returns True when outputs were published."""
         config = self._config
@@ -259,40 +254,26 @@ class DepthNode(Node):
             )
             return False
         try:
-            rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
+            rgb = image_msg_to_rgb(msg)
         except ImageFormatError as error:
             self._warn(f"image: {error}", f"skipping image on {topic}: {error}")
             return False
         try:
-            K = intrinsics_for_image(
-                info.k, info.width, info.height, msg.width, msg.height,
-                info.binning_x, info.binning_y,
-                info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height,
-            )
+            K = camera_info_intrinsics(info, msg.width, msg.height)
         except CameraInfoError as error:
             self._warn(f"camera_info: {error}", f"skipping image on {topic}: {error}")
             return False
 
-        depth = self._estimator.predict(rgb, extra_scale=config.depth_scale)
+        # The steps of FramePipeline.run (what infer_bag calls), each output published when ready.
+        depth = self._pipeline.depth(rgb, config)
         if self._shutting_down():
             return False
-        # REP 118: too close is -inf, too far is +inf (in place: the cloud turns both into NaN points).
-        depth[depth < config.min_depth] = -np.inf
-        depth[depth > config.max_depth] = np.inf
         self._depth_pub.publish(self._depth_message(msg, depth))
 
         if config.publish_points and not self._shutting_down():  # a big cloud takes a while: not when stopping
-            stride = config.points_stride
-            cloud = pack_xyzrgb(
-                depth[::stride, ::stride],
-                self._rays(K, msg.height, msg.width, stride),
-                rgb[::stride, ::stride],
-                config.min_depth,
-                config.max_depth,
-            )
-            self._points_pub.publish(self._cloud_message(msg, cloud))
+            self._points_pub.publish(self._cloud_message(msg, self._pipeline.cloud(depth, rgb, K, config)))
         if config.publish_colored_depth:
-            self._colored_pub.publish(self._colored_message(msg, colorize_depth(depth)))
+            self._colored_pub.publish(self._colored_message(msg, self._pipeline.colored(depth)))
         self.frames_published += 1
         return True
 

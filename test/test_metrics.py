@@ -1,10 +1,18 @@
 """Standard depth metrics against hand-computed values."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from training.metrics import DEPTH_METRIC_NAMES, MetricAverager, batch_depth_metrics, image_depth_metrics
+from training.metrics import (
+    DEPTH_METRIC_NAMES,
+    MetricAverager,
+    batch_depth_metrics,
+    crop_bounds,
+    crop_mask,
+    image_depth_metrics,
+)
 
 
 def test_metrics_without_scaling_ignore_invalid_and_capped_ground_truth():
@@ -69,3 +77,62 @@ def test_averager_means_per_image_values():
     averager.add({"abs_rel": 0.3, "a1": 0.5})
     assert averager.mean() == pytest.approx({"abs_rel": 0.2, "a1": 0.75})
     assert MetricAverager().mean() == {}
+
+
+# ---- evaluation crops ---------------------------------------------------------------------------
+def test_garg_crop_bounds_on_a_kitti_sized_image():
+    # 375 x 1242 (KITTI): rows int(0.40810811 * 375) = int(153.04) .. int(0.99189189 * 375) = int(371.96),
+    # columns int(0.03594771 * 1242) = int(44.65) .. int(0.96405229 * 1242) = int(1197.35).
+    assert crop_bounds(375, 1242, "garg") == (153, 371, 44, 1197)
+    # Eigen: int(0.3324324 * 375) = int(124.66), int(0.91351351 * 375) = int(342.57), columns as Garg.
+    assert crop_bounds(375, 1242, "eigen") == (124, 342, 44, 1197)
+    assert crop_bounds(375, 1242, "none") == (0, 375, 0, 1242)
+    mask = crop_mask(375, 1242, "garg")
+    assert mask.sum() == (371 - 153) * (1197 - 44)
+    assert mask[153, 44] and not mask[152, 44] and not mask[153, 43] and not mask[371, 100] and not mask[200, 1197]
+
+
+def test_crop_keeps_only_ground_truth_inside_it():
+    # 10 x 10, Garg: rows int(4.08) = 4 .. int(9.92) = 9, columns int(0.36) = 0 .. int(9.64) = 9: 5 x 9 = 45 pixels.
+    gt = torch.full((10, 10), 2.0)
+    pred = torch.full((10, 10), 4.0)  # wrong by 100 % outside the crop
+    pred[4:9, 0:9] = 2.0  # right inside it
+    cropped = image_depth_metrics(gt, pred, crop="garg")
+    assert cropped["abs_rel"] == pytest.approx(0.0)
+    assert cropped["a1"] == 1.0
+    everything = image_depth_metrics(gt, pred, crop="none")
+    assert everything["abs_rel"] == pytest.approx(55 / 100 * (2 / 2))
+    # The crop applies to the last two dimensions of a (B, 1, H, W) batch as well.
+    batch = batch_depth_metrics(gt[None, None].repeat(2, 1, 1, 1), pred[None, None].repeat(2, 1, 1, 1), crop="garg")
+    assert [m["abs_rel"] for m in batch] == pytest.approx([0.0, 0.0])
+
+
+def test_median_scaling_uses_only_capped_and_cropped_ground_truth():
+    # 10 x 10, Garg crop rows 4..8, columns 0..8. Inside: gt 4 on the first crop row, 8 elsewhere, except one
+    # pixel at 90 m (beyond the 80 m cap, excluded). Outside the crop: gt 1000 (would dominate any median).
+    gt = torch.full((10, 10), 1000.0)
+    gt[4:9, 0:9] = 8.0
+    gt[4, 0:9] = 4.0
+    gt[8, 8] = 90.0
+    pred = torch.full((10, 10), 1.0)
+    pred[4, 0:9] = 0.5
+    metrics = image_depth_metrics(gt, pred, crop="garg", max_depth=80.0, median_scaling=True)
+    # Kept: 9 pixels gt 4 / pred 0.5 and 35 pixels gt 8 / pred 1: median(gt) = 8, median(pred) = 1.
+    assert metrics["scale"] == pytest.approx(8.0)
+    assert metrics["abs_rel"] == pytest.approx(0.0)
+    # Scaled predictions beyond the cap are clamped to it: 8 * 20 = 160 -> 80 against gt 8.
+    pred[5, 3] = 20.0
+    metrics = image_depth_metrics(gt, pred, crop="garg", max_depth=80.0, median_scaling=True)
+    assert metrics["abs_rel"] == pytest.approx((80 - 8) / 8 / 44)
+
+
+def test_unknown_crop_and_crop_without_image_shape_are_refused():
+    with pytest.raises(ValueError, match="crop 'kitti' is not known; use one of garg, eigen, none"):
+        image_depth_metrics(torch.ones(4, 4), torch.ones(4, 4), crop="kitti")
+    with pytest.raises(ValueError, match=r"needs \(\.\.\., H, W\) images"):
+        image_depth_metrics(torch.ones(4), torch.ones(4), crop="garg")
+
+
+def test_numpy_arrays_are_accepted():
+    metrics = image_depth_metrics(np.array([[1.0, 2.0]]), np.array([[2.0, 2.0]]))
+    assert metrics["abs_rel"] == pytest.approx(0.5)

@@ -1,0 +1,101 @@
+"""One camera frame -> depth_node's outputs, without ROS: shared by depth_node and infer_bag.
+
+The node and the offline tool call the same three steps, so a frame gives the same depth
+image, point cloud and colour image in both. The steps are separate because the node
+publishes each output as soon as it is ready (depth first); :meth:`FramePipeline.run` does
+all three for offline use.
+
+Message-like inputs are duck-typed: rclpy's and rosbags' sensor_msgs objects both work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .camera import intrinsics_for_image
+from .colorize import colorize_depth
+from .config import DepthNodeConfig
+from .image_conversion import image_to_rgb
+from .inference import DepthEstimator
+from .pointcloud import PackedCloud, pack_xyzrgb, unit_depth_rays
+
+
+def image_msg_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB; ImageFormatError says what is wrong."""
+    return image_to_rgb(
+        str(msg.encoding), int(msg.height), int(msg.width), int(msg.step), msg.data, bool(msg.is_bigendian)
+    )
+
+
+def camera_info_intrinsics(info, image_width: int, image_height: int) -> np.ndarray:
+    """sensor_msgs/CameraInfo + image size -> (3, 3) K of that image (binning and ROI applied).
+
+    Raises CameraInfoError when the camera_info cannot describe the image (wrong size, bad K).
+    """
+    roi = info.roi
+    return intrinsics_for_image(
+        info.k, int(info.width), int(info.height), int(image_width), int(image_height),
+        int(info.binning_x), int(info.binning_y),
+        int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height),
+    )
+
+
+@dataclass
+class FrameOutputs:
+    """depth_node's outputs for one frame (None where the config turns an output off)."""
+
+    depth: np.ndarray  # (H, W) float32 metres, REP 118: < min_depth -> -inf, > max_depth -> +inf
+    cloud: Optional[PackedCloud]  # organised xyz+rgb, every points_stride-th pixel
+    colored: Optional[np.ndarray]  # (H, W, 3) uint8 BGR
+
+
+class FramePipeline:
+    """The node's per-frame computation: depth, masked as REP 118 asks; cloud; colour image."""
+
+    def __init__(self, estimator: DepthEstimator):
+        self.estimator = estimator
+        self._rays_key: Optional[tuple] = None
+        self._rays: Optional[np.ndarray] = None
+
+    def depth(self, rgb: np.ndarray, config: DepthNodeConfig) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) float32 metres, out-of-range marked -inf / +inf (REP 118)."""
+        depth = self.estimator.predict(rgb, extra_scale=config.depth_scale)
+        # In place: no copy of a full-resolution map per frame; the cloud turns +-inf into NaN points.
+        depth[depth < config.min_depth] = -np.inf
+        depth[depth > config.max_depth] = np.inf
+        return depth
+
+    def rays(self, K: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
+        """unit_depth_rays for K, cached: a camera's K and size rarely change."""
+        key = (np.asarray(K, dtype=np.float64).tobytes(), height, width, stride)
+        if self._rays_key != key:
+            self._rays = unit_depth_rays(K, height, width, stride)
+            self._rays_key = key
+        return self._rays
+
+    def cloud(self, depth: np.ndarray, rgb: np.ndarray, K: np.ndarray, config: DepthNodeConfig) -> PackedCloud:
+        """depth (H, W) from :meth:`depth`, rgb (H, W, 3), K (3, 3) -> cloud in the image's optical frame."""
+        stride = config.points_stride
+        height, width = depth.shape
+        return pack_xyzrgb(
+            depth[::stride, ::stride],
+            self.rays(K, height, width, stride),
+            rgb[::stride, ::stride],
+            config.min_depth,
+            config.max_depth,
+        )
+
+    @staticmethod
+    def colored(depth: np.ndarray) -> np.ndarray:
+        """depth (H, W) -> (H, W, 3) uint8 BGR colour-mapped inverse depth."""
+        return colorize_depth(depth)
+
+    def run(self, rgb: np.ndarray, K: np.ndarray, config: DepthNodeConfig) -> FrameOutputs:
+        """All outputs the node would publish for this frame under ``config``."""
+        depth = self.depth(rgb, config)
+        cloud = self.cloud(depth, rgb, K, config) if config.publish_points else None
+        colored = self.colored(depth) if config.publish_colored_depth else None
+        return FrameOutputs(depth, cloud, colored)
+

@@ -1,0 +1,438 @@
+"""infer_bag: run depth_node's computation over a recorded bag and write its outputs to a new bag.
+
+    infer_bag --bag rosbag2_2026_11_21 --model model.safetensors --out rosbag2_depth
+
+Every image of the camera topic goes through :class:`FramePipeline`, the code depth_node
+runs, with the camera_info recorded before it. The output bag holds what the node would
+have published, under the names ``depth_node`` publishes with the launch file's defaults
+(``/depth``, ``/points``, ``/depth_colored``; ``--namespace /ns`` gives ``/ns/depth``, ...),
+which the shipped RViz config shows as it is. Each output message carries the input image's
+header (stamp, frame_id) and receive time. With ``--copy-input`` (the default) the input
+image and camera_info topics are copied too, so the output bag alone plays in RViz or opens
+in Foxglove.
+
+No ROS installation needed: bags are read and written with the ``rosbags`` package.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .camera import CameraInfoError
+from .config import DepthNodeConfig, load_node_config
+from .frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
+from .image_conversion import ImageFormatError, depth_to_image_fields
+from .inference import DepthEstimator, resolve_device
+from .model_file import ModelFileError, load_model_file
+from .pointcloud import POINT_FIELDS, POINT_STEP
+
+# The node's output topics, relative to its namespace (depth_node._create_endpoints).
+OUTPUT_NAMES = ("depth", "points", "depth_colored")
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
+STORAGES = ("mcap", "sqlite3")
+
+# Why a frame was skipped -> what the summary line calls it.
+SKIP_NO_CAMERA_INFO = "before the first camera_info"
+SKIP_RAW_IMAGE = "raw image unreadable"
+SKIP_COMPRESSED_IMAGE = "compressed image undecodable"
+SKIP_CAMERA_INFO = "camera_info unusable for the image"
+
+
+class InferBagError(RuntimeError):
+    """infer_bag cannot run as asked; the text says what was wrong and what to do."""
+
+
+# --------------------------------------------------------------------------- topic selection
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    image: str
+    image_type: str  # sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage
+    camera_info: str
+
+
+def _listing(reader, msgtypes: Sequence[str]) -> str:
+    """Topics of the given types in the bag, one a line, or '(none)'."""
+    names = reader.topics_of_type(*msgtypes, with_messages=False)
+    return "\n".join(f"  {reader.topics[name]}" for name in names) or "  (none)"
+
+
+def select_camera_topics(
+    reader, image_topic: str = "", camera_info_topic: str = "", require_camera_info: bool = True
+) -> CameraTopics:
+    """The camera image topic (raw or compressed) and its CameraInfo in a bag, as the trainer finds them.
+
+    Given names are checked; otherwise the one image topic with a CameraInfo beside it is taken.
+    Without ``require_camera_info`` a camera with no CameraInfo gives camera_info ''.
+    Raises BagError listing the image (or CameraInfo) topics the bag has and the option to pass.
+    """
+    from training.bags import IMAGE_TYPES, BagError, _image_is_depth, _info_beside
+
+    image_listing = f"Image topics in {reader.path}:\n{_listing(reader, IMAGE_TYPES)}"
+    if image_topic:
+        summary = reader.topics.get(image_topic)
+        if summary is None or summary.msgtype not in IMAGE_TYPES:
+            what = "is not in" if summary is None else f"is a {summary.msgtype} topic, not an image topic, in"
+            raise BagError(f"--image-topic {image_topic} {what} bag {reader.path}. {image_listing}")
+        if summary.count == 0:
+            raise BagError(f"--image-topic {image_topic} has no messages in bag {reader.path}. {image_listing}")
+    else:
+        cameras = [t for t in reader.topics_of_type(*IMAGE_TYPES) if not _image_is_depth(reader, t)]
+        calibrated = [t for t in cameras if _info_beside(reader, t)]
+        if not cameras:
+            raise BagError(
+                f"no camera image topic (sensor_msgs/Image or CompressedImage with messages) in bag {reader.path}. "
+                f"{image_listing}\nAll topics:\n{reader.describe_topics()}"
+            )
+        if len(calibrated) == 1:
+            image_topic = calibrated[0]
+        elif len(cameras) == 1:
+            image_topic = cameras[0]
+        else:
+            raise BagError(
+                f"several camera image topics in bag {reader.path} ({', '.join(calibrated or cameras)}); "
+                f"choose one with --image-topic. {image_listing}"
+            )
+    image_type = reader.topics[image_topic].msgtype
+
+    info_listing = f"CameraInfo topics in {reader.path}:\n{_listing(reader, (CAMERA_INFO_TYPE,))}"
+    if camera_info_topic:
+        summary = reader.topics.get(camera_info_topic)
+        if summary is None or summary.msgtype != CAMERA_INFO_TYPE:
+            what = "is not in" if summary is None else f"is a {summary.msgtype} topic, not a CameraInfo topic, in"
+            raise BagError(f"--camera-info-topic {camera_info_topic} {what} bag {reader.path}. {info_listing}")
+    else:
+        camera_info_topic = _info_beside(reader, image_topic)
+        if not camera_info_topic and not require_camera_info:
+            return CameraTopics(image_topic, image_type, "")
+        if not camera_info_topic:
+            raise BagError(
+                f"no CameraInfo topic beside {image_topic} in bag {reader.path}: depth needs the camera's "
+                f"intrinsics. Pass --camera-info-topic. {info_listing}"
+            )
+    if reader.topics[camera_info_topic].count == 0 and require_camera_info:
+        raise BagError(
+            f"CameraInfo topic {camera_info_topic} has no messages in bag {reader.path}; pass --camera-info-topic "
+            f"with one that has. {info_listing}"
+        )
+    return CameraTopics(image_topic, image_type, camera_info_topic)
+
+
+def stamp_of(msg) -> Tuple[int, int]:
+    stamp = msg.header.stamp
+    return int(stamp.sec), int(stamp.nanosec)
+
+
+# --------------------------------------------------------------------------- output messages
+
+
+class OutputMessages:
+    """Builds depth_node's output messages as rosbags objects (ROS 2 Humble definitions)."""
+
+    def __init__(self, typestore):
+        self.typestore = typestore
+        types = typestore.types
+        self._image = types[IMAGE_TYPE]
+        self._cloud = types[POINT_CLOUD_TYPE]
+        point_field = types["sensor_msgs/msg/PointField"]
+        self._fields = [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in POINT_FIELDS]
+
+    def depth(self, header, depth: np.ndarray):
+        encoding, step, data = depth_to_image_fields(depth)
+        return self._image(
+            header=header, height=depth.shape[0], width=depth.shape[1], encoding=encoding,
+            is_bigendian=0, step=step, data=data,
+        )
+
+    def colored(self, header, bgr: np.ndarray):
+        return self._image(
+            header=header, height=bgr.shape[0], width=bgr.shape[1], encoding="bgr8",
+            is_bigendian=0, step=bgr.shape[1] * 3, data=np.ascontiguousarray(bgr).reshape(-1),
+        )
+
+    def cloud(self, header, cloud):
+        return self._cloud(
+            header=header, height=cloud.height, width=cloud.width, fields=self._fields, is_bigendian=False,
+            point_step=POINT_STEP, row_step=POINT_STEP * cloud.width, data=cloud.data, is_dense=False,
+        )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class InferSummary:
+    """What :func:`infer_bag` did."""
+
+    output: Path
+    topics: Dict[str, str]  # role (depth, points, depth_colored, image, camera_info) -> topic written
+    frames_read: int = 0
+    frames_written: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> frames
+
+    def line(self) -> str:
+        skipped = sum(self.skipped.values())
+        reasons = ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common())
+        return (
+            f"infer_bag: wrote {self.frames_written} of {self.frames_read} frames to {self.output}; "
+            f"skipped {skipped}" + (f" ({reasons})" if reasons else "")
+        )
+
+
+def output_topics(namespace: str) -> Dict[str, str]:
+    """Output name -> topic under ``namespace`` ('/camera' -> /camera/depth, ...)."""
+    prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return {name: f"{prefix}/{name}" for name in OUTPUT_NAMES}
+
+
+def auto_device(requested: str):
+    """'' -> CUDA when available, else the CPU (no warning); otherwise as the node: -> (device, warning)."""
+    import torch
+
+    if not requested.strip():
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
+    return resolve_device(requested)
+
+
+def infer_bag(
+    bag,
+    model,
+    out,
+    *,
+    image_topic: str = "",
+    camera_info_topic: str = "",
+    device: str = "",
+    config: DepthNodeConfig = DepthNodeConfig(),
+    storage: str = "mcap",
+    copy_input: bool = True,
+    namespace: str = "",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> InferSummary:
+    """Run depth_node's per-frame computation over ``bag`` and write the outputs as a new bag ``out``.
+
+    ``config`` supplies min/max depth, depth_scale, points_stride, publish_points,
+    publish_colored_depth and half_precision; ``namespace`` prefixes the output topics, as the
+    launch file's namespace argument does (default: none). Raises InferBagError, BagError or
+    ModelFileError.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from tqdm import tqdm
+
+    from training.bags import BagReader, decode_image
+
+    out = Path(out)
+    if storage not in STORAGES:
+        raise InferBagError(f"--storage {storage!r} is not supported; use one of {', '.join(STORAGES)}")
+    if out.exists():
+        raise InferBagError(f"--out {out} already exists; infer_bag never overwrites: give a new directory")
+    model_file = load_model_file(model, device="cpu")  # before the bag: a bad model fails at once
+    with BagReader(bag, log=log) as reader:
+        topics = select_camera_topics(reader, image_topic, camera_info_topic)
+        written_topics = output_topics(namespace)
+        copied = {"image": topics.image, "camera_info": topics.camera_info} if copy_input else {}
+        clash = sorted(set(written_topics.values()) & set(copied.values()))
+        if clash:
+            raise InferBagError(
+                f"output topic {clash[0]} is also an input topic being copied; pass --namespace to put the "
+                "outputs elsewhere, or --no-copy-input"
+            )
+        for topic in written_topics.values():
+            if topic in reader.topics:
+                log(
+                    f"note: {topic} is also a topic of the input bag ({reader.topics[topic].msgtype}); the output "
+                    "bag has only the new one, but playing both bags together mixes them (see --namespace)"
+                )
+
+        torch_device, device_warning = auto_device(device)
+        if device_warning:
+            log(f"WARNING: {device_warning}")
+        estimator = DepthEstimator(model_file, torch_device, half=config.half_precision)
+        meta = model_file.metadata
+        if not meta.metric and config.depth_scale == 1.0:
+            log(
+                "WARNING: this model's depth is not metric and depth_scale is 1.0: distances are relative, "
+                "not metres (set depth_scale in --params; see README, 'Scale')"
+            )
+        pipeline = FramePipeline(estimator)
+        typestore = get_typestore(Stores.ROS2_HUMBLE)
+        messages = OutputMessages(typestore)
+        enabled = {
+            "depth": True, "points": config.publish_points, "depth_colored": config.publish_colored_depth,
+        }
+        written_topics = {name: topic for name, topic in written_topics.items() if enabled[name]}
+        summary = InferSummary(output=out, topics={**written_topics, **copied})
+        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+        bar = tqdm(
+            total=reader.topics[topics.image].count, unit="frame", desc="infer_bag", disable=not progress,
+            file=sys.stderr, dynamic_ncols=True,
+        )
+        say = bar.write if progress else log
+        explained = set()
+
+        def skip(reason: str, text: str) -> None:
+            summary.skipped[reason] += 1
+            if reason not in explained:  # one message per kind of problem; the summary has the counts
+                explained.add(reason)
+                say(f"skipping frames: {text} (further frames skipped for this reason are only counted)")
+
+        with Writer(out, version=8, storage_plugin=plugin) as writer:
+            connections = {}
+
+            def write(role: str, msgtype: str, bag_time: int, msg) -> None:
+                topic = summary.topics[role]
+                if topic not in connections:
+                    connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
+                writer.write(connections[topic], bag_time, typestore.serialize_cdr(msg, msgtype))
+
+            def handle(bag_time: int, msg, msgtype: str, info) -> None:
+                try:
+                    rgb = decode_image(msg, msgtype)
+                except (ImageFormatError, ValueError) as error:
+                    if msgtype == COMPRESSED_TYPE:
+                        skip(SKIP_COMPRESSED_IMAGE, f"a compressed image on {topics.image} cannot be decoded: {error}")
+                    else:
+                        skip(SKIP_RAW_IMAGE, f"an image on {topics.image} cannot be read: {error}")
+                    return
+                try:
+                    K = camera_info_intrinsics(info, rgb.shape[1], rgb.shape[0])
+                except CameraInfoError as error:
+                    skip(SKIP_CAMERA_INFO, f"{topics.camera_info} does not fit an image on {topics.image}: {error}")
+                    return
+                outputs: FrameOutputs = pipeline.run(rgb, K, config)
+                header = msg.header
+                write("depth", IMAGE_TYPE, bag_time, messages.depth(header, outputs.depth))
+                if enabled["points"]:
+                    write("points", POINT_CLOUD_TYPE, bag_time, messages.cloud(header, outputs.cloud))
+                if enabled["depth_colored"]:
+                    write("depth_colored", IMAGE_TYPE, bag_time, messages.colored(header, outputs.colored))
+                summary.frames_written += 1
+
+            def no_camera_info() -> None:
+                skip(
+                    SKIP_NO_CAMERA_INFO,
+                    f"no CameraInfo on {topics.camera_info} before this image on {topics.image}",
+                )
+
+            info = None
+            # An image recorded just before the first camera_info (drivers publish the image, then its
+            # camera_info) waits for it: used when that camera_info has the image's stamp, else skipped.
+            waiting: Optional[Tuple[int, object]] = None
+            for topic, msgtype, bag_time, msg in reader.messages([topics.image, topics.camera_info]):
+                if topic == topics.camera_info:
+                    info = msg
+                    if waiting is not None:
+                        waiting_time, waiting_msg = waiting
+                        waiting = None
+                        if stamp_of(waiting_msg) == stamp_of(msg):
+                            handle(waiting_time, waiting_msg, topics.image_type, info)
+                        else:
+                            no_camera_info()
+                        bar.update(1)
+                    if copy_input:
+                        write("camera_info", CAMERA_INFO_TYPE, bag_time, msg)
+                    continue
+                summary.frames_read += 1
+                if copy_input:
+                    write("image", msgtype, bag_time, msg)
+                if info is None:
+                    if waiting is not None:
+                        no_camera_info()
+                        bar.update(1)
+                    waiting = (bag_time, msg)
+                    continue
+                handle(bag_time, msg, msgtype, info)
+                bar.update(1)
+            if waiting is not None:
+                no_camera_info()
+                bar.update(1)
+        bar.close()
+        for problem in reader.damage:
+            log(problem)
+    return summary
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infer_bag",
+        description="Run a depth model over a bag's camera images, as depth_node would, and write depth, "
+        "points and depth_colored into a new bag (for ros2 bag play + RViz, or Foxglove).",
+    )
+    parser.add_argument("--bag", required=True, help="input bag: rosbag2 directory, .mcap or .db3 file")
+    parser.add_argument("--model", required=True, help="model file (.safetensors)")
+    parser.add_argument("--out", required=True, help="output bag directory (must not exist)")
+    parser.add_argument(
+        "--image-topic", default="",
+        help="camera image topic, sensor_msgs/Image or CompressedImage (default: the one with a CameraInfo beside it)",
+    )
+    parser.add_argument(
+        "--camera-info-topic", default="", help="its CameraInfo topic (default: camera_info beside the image topic)"
+    )
+    parser.add_argument("--device", default="", help="cuda, cuda:N or cpu (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--params", default=None,
+        help="depth_node parameter file (as config/depth.yaml) for min_depth, max_depth, depth_scale, "
+        "points_stride, publish_points, publish_colored_depth, half_precision (default: the node's defaults)",
+    )
+    parser.add_argument("--storage", default="mcap", choices=STORAGES, help="output storage format (default: mcap)")
+    parser.add_argument(
+        "--copy-input", default=True, action=argparse.BooleanOptionalAction,
+        help="also copy the input image and camera_info topics into the output bag (default: on)",
+    )
+    parser.add_argument(
+        "--namespace", default="",
+        help="namespace of the output topics, like the launch file's namespace argument "
+        "(default: none: /depth, /points, /depth_colored)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from training.bags import BagError
+
+    args = build_parser().parse_args(argv)
+    config = DepthNodeConfig()
+    if args.params:
+        try:
+            config = load_node_config(args.params)
+        except FileNotFoundError:
+            print(f"infer_bag: error: --params {args.params} does not exist", file=sys.stderr)
+            return 2
+        except Exception as error:  # YAML syntax, wrong types, bad ranges: all say what is wrong
+            print(f"infer_bag: error: --params {args.params}: {error}", file=sys.stderr)
+            return 2
+    try:
+        summary = infer_bag(
+            args.bag, args.model, args.out,
+            image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, device=args.device,
+            config=config, storage=args.storage, copy_input=args.copy_input, namespace=args.namespace,
+            progress=not args.no_progress,
+        )
+    except (InferBagError, BagError, ModelFileError, ValueError) as error:
+        print(f"infer_bag: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"infer_bag: interrupted; {args.out} holds the frames written so far", file=sys.stderr)
+        return 130
+    print(f"topics: {', '.join(f'{role} {topic}' for role, topic in summary.topics.items())}")
+    print(summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
