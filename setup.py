@@ -26,7 +26,10 @@ setup(
         "console_scripts": [
             f"depth_node = {PACKAGE}.depth_node:main",
             f"create_model = {PACKAGE}.create_model:main",
+            f"infer_bag = {PACKAGE}.infer_bag:main",
             "train = training.cli:main",
+            "evaluate = training.evaluate:main",
+            "sample_recording = training.sample_recording:main",
         ],
     },
 )

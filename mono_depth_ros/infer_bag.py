@@ -76,7 +76,7 @@ def select_camera_topics(
     Without ``require_camera_info`` a camera with no CameraInfo gives camera_info ''.
     Raises BagError listing the image (or CameraInfo) topics the bag has and the option to pass.
     """
-    from training.bags import IMAGE_TYPES, BagError, _image_is_depth, _info_beside
+    from training.bags import IMAGE_TYPES, BagError, _image_is_depth, _info_beside, _stereo_side
 
     image_listing = f"Image topics in {reader.path}:\n{_listing(reader, IMAGE_TYPES)}"
     if image_topic:
@@ -94,10 +94,14 @@ def select_camera_topics(
                 f"no camera image topic (sensor_msgs/Image or CompressedImage with messages) in bag {reader.path}. "
                 f"{image_listing}\nAll topics:\n{reader.describe_topics()}"
             )
+        # A stereo pair resolves itself as the trainer's does: the left camera (CameraInfo P[3] == 0).
+        left = [t for t in calibrated if _stereo_side(reader, t, _info_beside(reader, t)) == "left"]
         if len(calibrated) == 1:
             image_topic = calibrated[0]
         elif len(cameras) == 1:
             image_topic = cameras[0]
+        elif len(calibrated) == 2 and len(left) == 1:
+            image_topic = left[0]
         else:
             raise BagError(
                 f"several camera image topics in bag {reader.path} ({', '.join(calibrated or cameras)}); "

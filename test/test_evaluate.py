@@ -269,3 +269,12 @@ def test_non_metric_model_marks_its_median_scaled_row(synthetic_recording, tmp_p
     report = evaluate_bag(synthetic_recording.path, model=path, max_frames=1)
     proper = [(row["scaling"], row["detail"]) for row in report["rows"] if row["proper"]]
     assert proper == [("median-scaled", "relative.safetensors, not metric")]
+
+
+def test_a_stereo_bag_evaluates_its_left_camera_without_naming_it(tmp_path):
+    # Both cameras have a CameraInfo; the right one says so through P[3] = -fx * baseline.
+    bag = write_synthetic_bag(tmp_path / "stereo", num_frames=2, width=64, height=48, stereo=True, odometry=False)
+    report = evaluate_bag(bag, baselines=["constant"], crop="none")
+    assert report["protocol"]["image_topic"] == "/camera/image_raw"
+    assert report["protocol"]["camera_info_topic"] == "/camera/camera_info"
+    assert report["rows"][0]["frames"] == 2
