@@ -1,5 +1,6 @@
 """Trainer on in-memory samples rendered with exact depth (training.synthetic), no bags."""
 import dataclasses
+import math
 import os
 from types import SimpleNamespace
 
@@ -322,3 +323,27 @@ def test_checkpoints_from_before_a_setting_existed_resume_with_its_default(recor
     with pytest.raises(ConfigError, match=r"optim.schedule \(checkpoint 'step', now 'onecycle'\)"):
         train(apply_overrides(config, ["optim.max_steps=3", "optim.schedule=onecycle"]), tmp_path,
               datasets=datasets, resume=True, log=quiet)
+
+
+def test_initial_depth_makes_a_fresh_network_predict_that_depth(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo", **{"model.initial_depth": 12.0, "model.min_depth": 0.1, "model.max_depth": 100.0})
+    trainer = Trainer(config, train_ds, val_ds, tmp_path, report=report(), log=quiet)
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        outputs = trainer.depth_net(image)
+    fraction = (1 / 12.0 - 0.01) / (10.0 - 0.01)
+    for scale, sigmoid in outputs.items():
+        head = trainer.depth_net.decoder.disparity_heads[str(scale)].conv
+        assert torch.allclose(head.bias, torch.tensor(math.log(fraction / (1 - fraction))))
+        # The bias sets the starting point; the random weights still vary it per pixel.
+        depth = 1.0 / (0.01 + (10.0 - 0.01) * sigmoid)
+        assert 6.0 < float(depth.median()) < 24.0, scale
+    plain = Trainer(tiny_config("stereo"), train_ds, val_ds, tmp_path / "plain", report=report(), log=quiet)
+    with torch.no_grad():
+        sigmoid = plain.depth_net(image)[0]
+    assert float((1.0 / (0.01 + 9.99 * sigmoid)).median()) < 0.5  # Monodepth2's start: about 2 * min_depth
+    from training.config import validate_config
+
+    with pytest.raises(ConfigError, match="model.initial_depth is 500"):
+        validate_config(tiny_config("stereo", **{"model.initial_depth": 500.0}))

@@ -50,6 +50,9 @@ class ModelConfig:
     # warns and starts from random weights instead, and the model file records pretrained: false.
     pretrained: bool = True
     scales: List[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    # > 0: fresh networks start out predicting about this depth (metres) everywhere instead of
+    # Monodepth2's ~2 * min_depth; steadies short stereo runs. 0 = Monodepth2's initialisation.
+    initial_depth: float = 0.0
     min_depth: float = 0.1  # metres for metric modes; the network's output range
     max_depth: float = 100.0
 
@@ -326,6 +329,8 @@ def validate_config(config: TrainConfig) -> None:
         f"device is '{config.device}'; use '' (automatic), 'cpu', 'cuda' or 'cuda:N'",
     )
     model = config.model
+    need(model.initial_depth == 0 or model.min_depth < model.initial_depth < model.max_depth,
+         f"model.initial_depth is {model.initial_depth}; 0 (off) or between model.min_depth and model.max_depth")
     need(model.encoder in ENCODERS, f"model.encoder is '{model.encoder}'; choose one of {', '.join(ENCODERS)}")
     need(
         model.encoder != "resnet" or model.num_layers in SUPPORTED_RESNETS,

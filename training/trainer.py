@@ -184,6 +184,23 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+def initialise_disparity_heads(depth_net: torch.nn.Module, depth_m: float, min_depth: float, max_depth: float) -> None:
+    """Make a fresh network start out predicting about ``depth_m`` everywhere.
+
+    Monodepth2 starts at sigmoid 0.5, i.e. ~2 * min_depth: stereo warps then land far outside
+    the image, and short runs can fall into the zero-disparity solution and stay there.
+    Sets each disparity head's bias to the logit of depth_m's scaled disparity.
+    """
+    min_disparity, max_disparity = 1.0 / max_depth, 1.0 / min_depth
+    fraction = (1.0 / depth_m - min_disparity) / (max_disparity - min_disparity)
+    fraction = min(max(fraction, 1e-4), 1.0 - 1e-4)
+    bias = math.log(fraction / (1.0 - fraction))
+    with torch.no_grad():
+        for head in depth_net.decoder.disparity_heads.values():
+            conv = head.conv if hasattr(head, "conv") else head
+            conv.bias.fill_(bias)
+
+
 def _seed_worker(worker_id: int) -> None:
     # torch seeds each worker; give NumPy and random the same per-worker seed.
     seed = torch.initial_seed() % 2 ** 32
@@ -513,6 +530,8 @@ class Trainer:
             pretrained = False
         if self.context.is_main:
             self.context.barrier()
+        if config.initial_depth > 0:
+            initialise_disparity_heads(depth, config.initial_depth, config.min_depth, config.max_depth)
         # channels_last: oneDNN's convolutions (forward and backward) run faster on NHWC on the CPU.
         memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self.depth_net = depth.to(self.device, memory_format=memory_format)
