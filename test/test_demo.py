@@ -45,10 +45,14 @@ def test_short_demo_trains_runs_the_node_and_writes_the_report(tmp_path):
 
     grid = cv2.imread(str(out / "comparison.png"))
     assert grid.shape[1] == 3 * 128 and grid.shape[0] == 96 * min(4, report["node"]["depth_received"])
-    assert (out / "points.ply").read_bytes().startswith(b"ply\n")
+    ply = (out / "points.ply").read_bytes()
+    assert ply.startswith(b"ply\n")
+    vertices = int(ply.split(b"element vertex ")[1].split(b"\n")[0])
     render = cv2.imread(str(out / "points.png"))
-    background = np.all(render == 40, axis=2)
-    assert 0.01 < 1.0 - background.mean() < 0.99, "the rendered cloud is empty or covers everything"
+    drawn = int((~np.all(render == 40, axis=2)).sum())
+    # Two training steps give arbitrary depth (much of it beyond max_depth: no point), so only
+    # consistency is checked here; test_report.py checks the rendering geometry.
+    assert (drawn > 0) == (vertices > 0)
     assert "depth_node" in (out / "report.md").read_text()
     # The node's output bag is a real rosbag2 recording of its three topics.
     from training.bags import BagReader
