@@ -260,6 +260,14 @@ class CorridorScene:
 # --------------------------------------------------------------------------- motion
 
 
+def body_to_optical(offset_x_m: float = 0.0) -> np.ndarray:
+    """T_body_optical (4, 4): the optical frame offset_x_m along the left optical x axis (a stereo camera)."""
+    T_body_optical = np.eye(4)
+    T_body_optical[:3, :3] = R_BODY_OPTICAL
+    T_body_optical[:3, 3] = R_BODY_OPTICAL @ np.array([offset_x_m, 0.0, 0.0])
+    return T_body_optical
+
+
 @dataclass(frozen=True)
 class Trajectory:
     """Camera motion: forward along odom x with varying speed, small sway and yaw.
@@ -293,10 +301,7 @@ class Trajectory:
 
     def T_odom_optical(self, time_s: float, offset_x_m: float = 0.0) -> np.ndarray:
         """Pose (4, 4) of an optical frame offset by offset_x_m along the left optical x axis."""
-        T_body_optical = np.eye(4)
-        T_body_optical[:3, :3] = R_BODY_OPTICAL
-        T_body_optical[:3, 3] = R_BODY_OPTICAL @ np.array([offset_x_m, 0.0, 0.0])
-        return self.T_odom_body(time_s) @ T_body_optical
+        return self.T_odom_body(time_s) @ body_to_optical(offset_x_m)
 
 
 # --------------------------------------------------------------------------- textures
@@ -1027,10 +1032,7 @@ class StreetTrajectory:
 
     def T_odom_optical(self, time_s: float, offset_x_m: float = 0.0) -> np.ndarray:
         """Pose (4, 4) of an optical frame offset by offset_x_m along the left optical x axis."""
-        T_body_optical = np.eye(4)
-        T_body_optical[:3, :3] = R_BODY_OPTICAL
-        T_body_optical[:3, 3] = R_BODY_OPTICAL @ np.array([offset_x_m, 0.0, 0.0])
-        return self.T_odom_body(time_s) @ T_body_optical
+        return self.T_odom_body(time_s) @ body_to_optical(offset_x_m)
 
 
 # --------------------------------------------------------------------------- messages
