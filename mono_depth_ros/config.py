@@ -26,6 +26,8 @@ class DepthNodeConfig:
     publish_points: bool = True
     points_stride: int = 1
     publish_colored_depth: bool = True
+    max_image_pixels: int = 16_000_000
+    require_matching_frame_id: bool = True
 
 
 # name -> (read_only, description). Read-only parameters need a restart (they rebuild the model).
@@ -43,6 +45,16 @@ NODE_PARAMETER_DOCS: Dict[str, tuple] = {
     "publish_points": (False, "Publish the `points` cloud."),
     "points_stride": (False, "Keep every n-th pixel in each direction for `points` (1 = organised full resolution)."),
     "publish_colored_depth": (False, "Publish `depth_colored`, a colour-mapped depth image for people."),
+    "max_image_pixels": (
+        False,
+        "Larger images (width x height) are skipped with a warning: a 48 MP frame would need GBs for its cloud. "
+        "Raise it for big cameras, or publish a resized image (image_proc resize).",
+    ),
+    "require_matching_frame_id": (
+        False,
+        "Skip images whose header.frame_id differs from the camera_info's (a camera_info of another camera, or "
+        "of the camera before a frame_id change). An empty camera_info frame_id matches any image.",
+    ),
 }
 
 DEVICE_HINT = "use 'cuda', 'cuda:N' or 'cpu'"
@@ -91,6 +103,8 @@ def parameter_error(name: str, value: Any, config: Optional[DepthNodeConfig] = N
         return f"parameter 'depth_scale' must be > 0, got {value}"
     if name == "points_stride" and not 1 <= value <= 64:
         return f"parameter 'points_stride' must be between 1 and 64, got {value}"
+    if name == "max_image_pixels" and value < 1:
+        return f"parameter 'max_image_pixels' must be >= 1, got {value}"
     return None
 
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -52,6 +52,31 @@ def _to_uint8_array(buffer: np.ndarray) -> array.array:
     out = array.array("B")
     out.frombytes(np.ascontiguousarray(buffer).reshape(-1).view(np.uint8))
     return out
+
+
+def frame_problem(image: Image, info: CameraInfo, config: DepthNodeConfig) -> Optional[Tuple[str, str]]:
+    """Why this image must be skipped before it is decoded -> (throttle key, text), or None.
+
+    Checked first because they are cheap and guard what decoding would cost (a huge image)
+    or what it would get wrong (intrinsics of another camera).
+    """
+    pixels = int(image.width) * int(image.height)
+    if pixels > config.max_image_pixels:
+        return (
+            "image too large",
+            f"the image is {image.width}x{image.height} ({pixels / 1e6:.1f} MP), more than max_image_pixels "
+            f"({config.max_image_pixels}); raise max_image_pixels or publish a resized image (image_proc resize)",
+        )
+    frame_id = image.header.frame_id
+    info_frame = info.header.frame_id
+    if config.require_matching_frame_id and info_frame and info_frame != frame_id:
+        return (
+            f"frame_id {frame_id} vs {info_frame}",
+            f"the image is in frame '{frame_id}' but the latest camera_info is for '{info_frame}': intrinsics of "
+            "another camera (or from before a frame_id change). Remap camera_info to this camera's, or set "
+            "require_matching_frame_id false if the two ids differ on purpose",
+        )
+    return None
 
 
 class DepthNode(Node):
@@ -253,6 +278,17 @@ class DepthNode(Node):
                 "until it arrives (check the camera_info remapping)",
             )
             return False
+        problem = frame_problem(msg, info, config)
+        if problem is not None:
+            key, text = problem
+            self._warn(key, f"skipping image on {topic}: {text}")
+            return False
+        if not msg.header.frame_id:  # still useful as an image: published, but said once per period
+            self._warn(
+                "empty frame_id",
+                f"images on {topic} have an empty header.frame_id: the outputs cannot be placed in tf (RViz will "
+                "not show them); set the camera driver's frame_id (e.g. camera_optical_frame)",
+            )
         try:
             rgb = image_msg_to_rgb(msg)
         except ImageFormatError as error:

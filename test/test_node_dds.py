@@ -441,13 +441,13 @@ def test_depth_matches_in_process_inference_and_marks_out_of_range(
 
 
 def test_frame_id_follows_each_image(main_node):
-    """Outputs carry the header of their own input, also when the frame changes between images."""
+    """Outputs carry the header of their own input, also when the camera's frame changes between images."""
     width, height = 160, 120
     bgr = scene(width, height)
     for frame_id in ("camera_a_optical_frame", "camera_b_optical_frame", "camera_a_optical_frame"):
         stamp = next_stamp()
         image = image_msg(bgr, stamp, frame_id)
-        outputs = main_node.exchange(image, info_msg(width, height, stamp, "calibration_frame"))
+        outputs = main_node.exchange(image, info_msg(width, height, stamp, frame_id))
         for name in OUTPUTS:
             assert outputs[name].header.frame_id == frame_id, name
             assert same_stamp(outputs[name].header.stamp, stamp), name
@@ -560,6 +560,87 @@ def test_burst_keeps_the_newest_frame_and_drops_the_rest(main_node):
     assert got_order == sorted(got_order)  # oldest first, no frame twice
 
 
+# ---- load: bursts and long runs ---------------------------------------------------------------------
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def load_node(ros, small_model_path, tmp_path_factory):
+    """A node of its own for the load tests, so that their memory figures start from a plain node."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads resident memory from Linux /proc")
+    node = RunningNode(
+        ros, tmp_path_factory.mktemp("dds") / "load_node.log", "/dds_load",
+        {"model_path": str(small_model_path), "device": "cpu"},
+    )
+    node.wait_ready()
+    yield node
+    node.close()
+
+
+def test_burst_at_100_hz_leaves_no_backlog(load_node):
+    """1000 images at 100 Hz into a CPU node that manages a fraction of that: it keeps up by dropping
+    frames, publishes the newest, builds no queue, and its memory stays flat."""
+    width, height = 320, 240
+    bgr = scene(width, height, seed=21)
+    for _ in range(10):  # warm-up at this size (allocator pools, rays cache)
+        stamp = next_stamp()
+        load_node.exchange(image_msg(bgr, stamp, "cam"), info_msg(width, height, stamp, "cam"), ("depth",))
+    load_node.ros.spin_for(1.0)
+    before_mb = resident_mb(load_node.process.process.pid)
+    load_node.clear()
+    load_node.info_pub.publish(info_msg(width, height, next_stamp(), "cam"))
+    burst = [image_msg(bgr, next_stamp(), "cam") for _ in range(1000)]
+    start = time.monotonic()
+    for index, image in enumerate(burst):
+        load_node.ros.spin_for(max(0.0, start + 0.01 * index - time.monotonic()))
+        if index % 50 == 0:  # camera_info at 2 Hz: it is best-effort, one may be lost
+            load_node.info_pub.publish(info_msg(width, height, next_stamp(), "cam"))
+        load_node.image_pub.publish(image)
+    published_during_burst = len(load_node.received["depth"])
+    last = burst[-1].header.stamp
+    if not load_node.ros.spin_until(lambda: load_node.outputs_for("depth", last), FRAME_TIMEOUT_S):
+        load_node.fail("the newest frame of the burst was not processed")
+    load_node.ros.spin_for(2.0)  # a backlog would keep producing outputs now
+    after_mb = resident_mb(load_node.process.process.pid)
+    assert load_node.process.process.poll() is None
+    published = load_node.received["depth"]
+    sent_order = [(image.header.stamp.sec, image.header.stamp.nanosec) for image in burst]
+    got_order = [(msg.header.stamp.sec, msg.header.stamp.nanosec) for msg in published]
+    assert set(got_order) <= set(sent_order)
+    assert got_order == sorted(set(got_order))  # oldest first, no frame twice
+    assert got_order[-1] == sent_order[-1]
+    # When the last image went out, at most the frame in flight and the newest waiting one remained
+    # (plus one still in transport): a queue would leave hundreds.
+    assert len(published) - published_during_burst <= 3, (len(published), published_during_burst)
+    assert 10 <= len(published) < len(burst)
+    assert after_mb - before_mb < 50.0, (before_mb, after_mb)
+
+
+def test_long_run_memory_stays_flat(load_node):
+    """The short version of benchmarks/bench_robustness.py's soak: frames one after another."""
+    width, height = 160, 120
+    bgr = scene(width, height, seed=22)
+
+    def run(frames: int) -> None:
+        for _ in range(frames):
+            stamp = next_stamp()
+            load_node.exchange(image_msg(bgr, stamp, "cam"), info_msg(width, height, stamp, "cam"), ("depth", "points", "depth_colored"))
+            load_node.clear()
+
+    run(40)  # warm-up
+    warm_mb = resident_mb(load_node.process.process.pid)
+    run(200)
+    grown_mb = resident_mb(load_node.process.process.pid) - warm_mb
+    print(f"resident memory after warm-up {warm_mb:.1f} MB, grew {grown_mb:+.1f} MB in 200 frames")
+    assert grown_mb < 20.0
+
+
 # ---- bad input --------------------------------------------------------------------------------
 def _bad_image(kind: str, stamp: Time) -> Image:
     width, height = 160, 120
@@ -574,6 +655,8 @@ def _bad_image(kind: str, stamp: Time) -> Image:
         image.step = width * 3 - 3
     elif kind == "zero_size":
         image.width, image.step, image.data = 0, 0, b""
+    elif kind == "zero_height":
+        image.height, image.data = 0, b""
     return image
 
 
@@ -583,12 +666,16 @@ BAD_IMAGES = {
     "short_data": "data has 57599 bytes, fewer than step x height",
     "small_step": "step 477 is smaller than width x bytes per pixel",
     "zero_size": "empty image (0x120)",
+    "zero_height": "empty image (160x0)",
 }
 
 BAD_INFOS = {
     "other_size": ("camera_info describes 320x240 images but the image is 160x120", dict(width=320, height=240)),
     "zero_fx": ("fx=0.0", dict(k=[0.0, 0, 80, 0, FY, 60, 0, 0, 1])),
     "nan": ("non-finite entries", dict(k=[FX, 0, float("nan"), 0, FY, 60, 0, 0, 1])),
+    "negative_fx": ("fx=-410.0", dict(k=[-FX, 0, 80, 0, FY, 60, 0, 0, 1])),
+    "negative_fy": ("fy=-377.5", dict(k=[FX, 0, 80, 0, -FY, 60, 0, 0, 1])),
+    "all_zero": ("fx=0.0, fy=0.0", dict(k=[0.0] * 9)),  # an uncalibrated driver's camera_info
 }
 
 
@@ -633,6 +720,109 @@ def test_repeated_problem_warns_once_per_period(main_node):
         main_node.ros.spin_for(0.2)
     check_good_frame_after(main_node, image.header.stamp)  # the repeats were handled before this
     assert main_node.process.output().count(text) == 1
+
+
+# ---- every encoding over DDS ------------------------------------------------------------------------
+def encoded_image(bgr: np.ndarray, encoding: str, big_endian: bool, padding: int, stamp: Time):
+    """Encode a BGR scene as ``encoding`` -> (Image message, the RGB the node must see), built independently
+    of mono_depth_ros.image_conversion."""
+    height, width = bgr.shape[:2]
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    alpha = np.random.default_rng(3).integers(0, 256, (height, width, 1), dtype=np.uint8)  # must be ignored
+    grey = bgr[:, :, 1]
+    grey16 = grey.astype(np.uint16) * 256 + np.random.default_rng(4).integers(0, 256, (height, width), dtype=np.uint16)
+    pixels = {
+        "rgb8": rgb, "bgr8": bgr, "8UC3": bgr,
+        "rgba8": np.concatenate([rgb, alpha], axis=2), "bgra8": np.concatenate([bgr, alpha], axis=2),
+        "8UC4": np.concatenate([bgr, alpha], axis=2),
+        "mono8": grey, "8UC1": grey,
+        "mono16": grey16.astype(">u2" if big_endian else "<u2"), "16UC1": grey16.astype(">u2" if big_endian else "<u2"),
+    }[encoding]
+    rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(height, -1)
+    rows = np.concatenate([rows, np.full((height, padding), 0xAB, np.uint8)], axis=1)  # step > width x bpp
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=int(big_endian), step=rows.shape[1])
+    msg.header.stamp = stamp
+    msg.header.frame_id = "cam"
+    msg.data = rows.tobytes()
+    expected = rgb if pixels.ndim == 3 else np.repeat(grey[:, :, None], 3, axis=2)  # 16-bit: top 8 bits = grey
+    return msg, expected
+
+
+ACCEPTED = [
+    (encoding, False, 0) for encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "8UC3", "8UC4", "mono8", "8UC1", "mono16", "16UC1")
+] + [
+    ("mono16", True, 0),  # big-endian 16-bit: bytes swapped in the message
+    ("rgb8", True, 0),  # the flag means nothing for 8-bit data
+    ("bgr8", False, 12),  # padded rows
+    ("mono16", True, 6),
+]
+
+
+@pytest.mark.parametrize(
+    "encoding, big_endian, padding", ACCEPTED,
+    ids=[f"{e}{'-be' if b else ''}{f'-pad{p}' if p else ''}" for e, b, p in ACCEPTED],
+)
+def test_each_accepted_encoding_gives_the_depth_of_its_pixels(main_node, estimator, main_range, encoding, big_endian, padding):
+    width, height = 160, 120
+    stamp = next_stamp()
+    image, rgb = encoded_image(scene(width, height, seed=11), encoding, big_endian, padding, stamp)
+    depth = depth_array(main_node.exchange(image, info_msg(width, height, stamp, "cam"), ("depth",))["depth"])
+    expected = estimator.predict(rgb, extra_scale=MAIN_SCALE)
+    min_depth, max_depth = main_range
+    inside = (expected > min_depth * 1.0001) & (expected < max_depth * 0.9999)
+    assert inside.mean() > 0.2
+    np.testing.assert_allclose(depth[inside], expected[inside], rtol=1e-4)
+
+
+UNSUPPORTED = ["", "rgb16", "bgra16", "yuv422", "yuv422_yuy2", "nv21", "bayer_grbg16", "16SC1", "64FC1", "8SC3", "jpeg"]
+
+
+@pytest.mark.parametrize("encoding", UNSUPPORTED, ids=[e or "empty" for e in UNSUPPORTED])
+def test_each_unsupported_encoding_is_named_and_skipped(main_node, encoding):
+    width, height = 160, 120
+    stamp = next_stamp()
+    image = image_msg(scene(width, height), stamp, "cam")
+    image.encoding = encoding
+    main_node.send_until_logged(image, info_msg(width, height, stamp, "cam"), f"unsupported encoding '{encoding}'")
+    check_good_frame_after(main_node, stamp)
+
+
+def test_image_over_max_image_pixels_is_skipped_before_decoding(main_node):
+    """An 8000x6000 frame (48 MB mono8) would need ~1 GB for its cloud: skipped, named, the node goes on."""
+    width, height = 8000, 6000
+    stamp = next_stamp()
+    image = Image(height=height, width=width, encoding="mono8", is_bigendian=0, step=width)
+    image.header.stamp, image.header.frame_id = stamp, "cam"
+    image.data = np.full(width * height, 128, np.uint8).tobytes()
+    main_node.send_until_logged(
+        image, info_msg(width, height, stamp, "cam"), "8000x6000 (48.0 MP), more than max_image_pixels (16000000)",
+        timeout=60.0,
+    )
+    check_good_frame_after(main_node, stamp)
+
+
+def test_camera_info_of_another_frame_is_not_used(main_node):
+    width, height = 160, 120
+    stamp = next_stamp()
+    image = image_msg(scene(width, height), stamp, "camera_b_optical_frame")
+    main_node.send_until_logged(
+        image, info_msg(width, height, stamp, "camera_a_optical_frame"),
+        "the image is in frame 'camera_b_optical_frame' but the latest camera_info is for 'camera_a_optical_frame'",
+    )
+    check_good_frame_after(main_node, stamp)
+    # A camera_info without a frame_id (some calibration tools) fits any image.
+    stamp = next_stamp()
+    image = image_msg(scene(width, height), stamp, "camera_b_optical_frame")
+    check_depth_message(main_node.exchange(image, info_msg(width, height, stamp, ""), ("depth",))["depth"], image)
+
+
+def test_image_without_frame_id_is_published_with_a_warning(main_node):
+    width, height = 160, 120
+    stamp = next_stamp()
+    image = image_msg(scene(width, height), stamp, "")
+    outputs = main_node.exchange(image, info_msg(width, height, stamp, ""), ("depth",))
+    assert outputs["depth"].header.frame_id == ""
+    assert "empty header.frame_id" in main_node.process.output()
 
 
 # ---- parameters at run time ---------------------------------------------------------------------
@@ -684,12 +874,33 @@ def test_publish_points_false_stops_points(param_node):
     assert param_node.exchange(image, info, ("points",))["points"].height == 96
 
 
+def test_frame_checks_follow_their_parameters_at_run_time(param_node):
+    image, info = _frame()
+    info.header.frame_id = "other_camera"
+    results = param_node.set_parameters({"require_matching_frame_id": False, "max_image_pixels": 128 * 96})
+    assert all(result.successful for result in results), [r.reason for r in results]
+    try:
+        param_node.exchange(image, info, ("depth",))  # mismatched frame_id now accepted
+        assert param_node.set_parameters({"max_image_pixels": 128 * 96 - 1})[0].successful
+        image, info = _frame()
+        param_node.send_until_logged(image, info, "128x96 (0.0 MP), more than max_image_pixels (12287)")
+        param_node.ros.spin_for(0.5)
+        assert param_node.outputs_for("depth", image.header.stamp) == []
+    finally:
+        results = param_node.set_parameters({"require_matching_frame_id": True, "max_image_pixels": 16_000_000})
+        assert all(result.successful for result in results)
+    image, info = _frame()
+    param_node.exchange(image, info, ("depth",))
+
+
 @pytest.mark.parametrize(
     "values, named",
     [
         ({"max_depth": 0.05}, "max_depth"),  # below min_depth (0.1)
         ({"points_stride": 0}, "points_stride"),
         ({"depth_scale": -1.0}, "depth_scale"),
+        ({"max_image_pixels": 0}, "max_image_pixels"),
+        ({"require_matching_frame_id": "yes"}, "require_matching_frame_id"),
         ({"model_path": "/tmp/other.safetensors"}, "model_path"),  # read-only
     ],
 )
@@ -717,14 +928,56 @@ STARTUP_ERRORS = {
     ),
     # config/depth.yaml ships model_path "": what `ros2 launch` without model:= gives.
     "no_model_in_params_file": ({}, ["'model_path' is empty", "create_model"]),
+    # Model files: "{malicious}" etc. are written by the fixture.
+    "malicious_pickle": ({"model_path": "{malicious}"}, ["{malicious}", "not a mono_depth_ros model file"]),
+    "other_architecture": ({"model_path": "{liar}"}, ["{liar}", "depth network weights do not match", "missing"]),
+    "no_metadata": ({"model_path": "{foreign}"}, ["{foreign}", "without mono_depth_ros metadata"]),
 }
+
+
+class _CreatesFileWhenUnpickled:
+    """Pickle payload: unpickling it runs open(marker, 'w')."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _bad_model_files(directory: Path, good: Path) -> Dict[str, str]:
+    """{placeholder: path} of model files that must be refused: a code-running pickle, a file whose
+    metadata declares another architecture than its weights, a safetensors file of another program."""
+    import json
+    import pickle
+
+    from mono_depth_ros.model_file import METADATA_KEY
+    from mono_depth_ros.safetensors_io import read_safetensors, write_safetensors
+
+    malicious = directory / "evil.safetensors"
+    malicious.write_bytes(pickle.dumps(_CreatesFileWhenUnpickled(directory / "pwned"), protocol=2))
+    tensors, metadata = read_safetensors(good)
+    declared = dict(json.loads(metadata[METADATA_KEY]), num_layers=34)
+    liar = directory / "liar.safetensors"
+    write_safetensors(liar, tensors, metadata={METADATA_KEY: json.dumps(declared)})
+    foreign = directory / "foreign.safetensors"
+    write_safetensors(foreign, {"weight": torch.zeros(2)}, metadata={"format": "pt"})
+    return {"{malicious}": str(malicious), "{liar}": str(liar), "{foreign}": str(foreign)}
 
 
 @pytest.fixture(scope="module")
 def startup_failures(small_model_path, tmp_path_factory):
     """Start every misconfigured node at once (each only loads Python and exits) -> name -> (code, output)."""
     directory = tmp_path_factory.mktemp("startup")
-    missing = str(directory / "no_such_model.safetensors")
+    placeholders = {"{missing}": str(directory / "no_such_model.safetensors")}
+    placeholders.update(_bad_model_files(directory, small_model_path))
+
+    def fill(value):
+        if isinstance(value, str):
+            for placeholder, path in placeholders.items():
+                value = value.replace(placeholder, path)
+        return value
+
     params_file = directory / "params.yaml"
     params_file.write_text('/**:\n  ros__parameters:\n    model_path: ""\n    device: cpu\n')
     processes = {}
@@ -733,27 +986,33 @@ def startup_failures(small_model_path, tmp_path_factory):
             values, extra = {}, params_file
         else:
             values = {"model_path": str(small_model_path), "device": "cpu"}
-            values.update({key: value.replace("{missing}", missing) if isinstance(value, str) else value
-                           for key, value in parameters.items()})
+            values.update({key: fill(value) for key, value in parameters.items()})
             extra = None
         processes[name] = NodeProcess(directory / f"{name}.log", f"/dds_startup_{name}", values, extra)
     results = {}
     for name, process in processes.items():
-        code = process.wait_exit(START_TIMEOUT_S)
+        code = process.wait_exit(2 * START_TIMEOUT_S)  # nine processes load torch at once
         results[name] = (code, process.output())
         process.stop()
-    return missing, results
+    return fill, results
 
 
 @pytest.mark.parametrize("name", sorted(STARTUP_ERRORS))
 def test_startup_error_exits_nonzero_naming_the_problem(startup_failures, name):
-    missing, results = startup_failures
+    fill, results = startup_failures
     code, output = results[name]
     assert code is not None, f"the node kept running:\n{output}"
     assert code != 0, output
     for text in STARTUP_ERRORS[name][1]:
-        assert text.replace("{missing}", missing) in output
+        assert fill(text) in output
     assert "Traceback" not in output
+
+
+def test_malicious_model_file_runs_no_code(startup_failures):
+    fill, results = startup_failures
+    assert results["malicious_pickle"][0] not in (None, 0)
+    # The payload is real: unpickling it would have created this file.
+    assert not (Path(fill("{malicious}")).parent / "pwned").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback; this machine has CUDA")
