@@ -126,23 +126,31 @@ def test_missing_and_explicit_topics(stereo_bag):
     assert selection.odometry == "" and selection.depth == ""
 
 
-def _camera_entries(typestore, prefix, count, K, baseline=0.0, size=(32, 24), info=True, change_at=None):
+def _camera_entries(typestore, prefix, count, K, baseline=0.0, size=(32, 24), info=True, change_at=None,
+                    change_back_at=None, info_lag_ns=0, info_every=1):
+    """Image + camera_info pairs 0.1 s apart. change_at=(index, K, size): calibration (and image size)
+    from that frame on, until change_back_at. info_lag_ns: camera_info bag time relative to its image
+    (same header stamp). info_every: a camera_info with every n-th image only."""
     entries = []
     rng = np.random.default_rng(0)
     for index in range(count):
         stamp = synthetic.STAMP_ORIGIN_NS + index * 100_000_000
         width, height = size
         K_now = K
-        if change_at is not None and index >= change_at[0]:
+        if change_at is not None and index >= change_at[0] and (change_back_at is None or index < change_back_at):
             K_now, (width, height) = change_at[1], change_at[2]
         rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
         entries.append(synthetic.BagEntry(f"{prefix}/image_raw", synthetic.IMAGE_TYPE, stamp,
                                           synthetic.image_message(typestore, rgb, stamp)))
-        if info:
+        if info and index % info_every == 0:
             entries.append(synthetic.BagEntry(
-                f"{prefix}/camera_info", synthetic.CAMERA_INFO_TYPE, stamp,
+                f"{prefix}/camera_info", synthetic.CAMERA_INFO_TYPE, stamp + info_lag_ns,
                 synthetic.camera_info_message(typestore, K_now, width, height, stamp, baseline_m=baseline)))
     return entries
+
+
+def _stamps(*indices):
+    return [synthetic.STAMP_ORIGIN_NS + index * 100_000_000 for index in indices]
 
 
 def test_ambiguous_cameras_list_topics_and_option(tmp_path):
@@ -191,30 +199,97 @@ def test_no_images(tmp_path):
         discover_topics(BagReader(only_odom))
 
 
-def test_calibration_change_names_topic_and_time(tmp_path):
+# The camera_info of a frame may be recorded before it, after it, or (rosbags order) at the same bag time.
+@pytest.mark.parametrize("info_lag_ns", [-50_000_000, 0, 50_000_000])
+def test_calibration_change_keeps_the_first_calibration_frames_and_names_topic_and_time(tmp_path, info_lag_ns):
     typestore = synthetic.make_typestore()
     K = synthetic.camera_intrinsics(32, 24)
     K2 = K.copy()
     K2[0, 0] += 5.0
-    path = synthetic.write_bag(tmp_path / "k_change", _camera_entries(typestore, "/cam", 6, K, change_at=(4, K2, (32, 24))),
-                               typestore=typestore)
-    with pytest.raises(BagError) as error:
-        _read(path)
-    text = str(error.value)
-    assert "calibration changes on /cam/camera_info" in text
-    assert f"{(synthetic.STAMP_ORIGIN_NS + 400_000_000) * 1e-9:.3f} s" in text and "0.40 s into bag" in text
+    entries = _camera_entries(typestore, "/cam", 6, K, change_at=(4, K2, (32, 24)), info_lag_ns=info_lag_ns)
+    path = synthetic.write_bag(tmp_path / "k_change", entries, typestore=typestore)
+    _, _, items, summary = _read(path)
+    # Frames 4 and 5 were taken with the new calibration: only 0-3 are kept, and only the first camera_info.
+    assert [stamp for stamp, _ in items["image"]] == _stamps(0, 1, 2, 3)
+    assert [stamp for stamp, _ in items["camera_info"]] == _stamps(0, 1, 2, 3)
+    np.testing.assert_array_equal(summary.camera.K, K)
+    assert summary.skipped == {"/cam/image_raw": {"calibration_changed": 2}}
+    assert len(summary.notes) == 1
+    note = summary.notes[0]
+    assert note.startswith("camera calibration changes on /cam/camera_info at stamp ")
+    assert f"{(synthetic.STAMP_ORIGIN_NS + 400_000_000) * 1e-9:.3f} s" in note and "0.40 s into bag" in note
+    assert str(path) in note
+    assert f"K {K2.reshape(-1).tolist()} 32x24" in note and f"differs from the first K {K.reshape(-1).tolist()}" in note
+    assert "2 of 6 images on /cam/image_raw" in note and "never changed back" in note
+    assert "split the bag at that time" in note
 
 
-def test_image_size_change_names_topic_and_time(tmp_path):
+def test_calibration_that_changes_back_uses_the_frames_after_it(tmp_path):
+    typestore = synthetic.make_typestore()
+    K = synthetic.camera_intrinsics(32, 24)
+    K2 = synthetic.camera_intrinsics(40, 30)  # recalibrated at another resolution, then back
+    entries = _camera_entries(typestore, "/cam", 8, K, change_at=(2, K2, (40, 30)), change_back_at=4,
+                              info_lag_ns=50_000_000)
+    path = synthetic.write_bag(tmp_path / "k_back", entries, typestore=typestore)
+    _, _, items, summary = _read(path)
+    assert [stamp for stamp, _ in items["image"]] == _stamps(0, 1, 4, 5, 6, 7)
+    assert all(image.shape == (24, 32, 3) for _, image in items["image"])
+    assert summary.skipped == {"/cam/image_raw": {"calibration_changed": 2}}
+    assert summary.image_size == (32, 24)
+    # One note for the calibration; the 40x30 frames are not reported again as a size change.
+    assert len(summary.notes) == 1
+    note = summary.notes[0]
+    assert "calibration changes on /cam/camera_info" in note and "0.20 s into bag" in note and "40x30" in note
+    assert "2 of 8 images" in note and "changed back are used" in note
+
+
+def test_sparse_camera_info_applies_from_its_stamp_on(tmp_path):
+    # camera_info with every 3rd image, recorded after it: the change at frame 3 covers frames 3-5.
+    typestore = synthetic.make_typestore()
+    K = synthetic.camera_intrinsics(32, 24)
+    K2 = K.copy()
+    K2[1, 2] += 2.0
+    entries = _camera_entries(typestore, "/cam", 6, K, change_at=(3, K2, (32, 24)), info_lag_ns=50_000_000,
+                              info_every=3)
+    _, _, items, summary = _read(synthetic.write_bag(tmp_path / "sparse", entries, typestore=typestore))
+    assert [stamp for stamp, _ in items["image"]] == _stamps(0, 1, 2)
+    assert summary.skipped == {"/cam/image_raw": {"calibration_changed": 3}}
+    assert "3 of 6 images" in summary.notes[0] and "0.30 s into bag" in summary.notes[0]
+
+
+def test_image_size_change_keeps_the_first_size_and_names_topic_and_time(tmp_path):
     typestore = synthetic.make_typestore()
     K = synthetic.camera_intrinsics(32, 24)
     path = synthetic.write_bag(tmp_path / "size_change",
                                _camera_entries(typestore, "/cam", 6, K, info=False, change_at=(3, K, (40, 24))),
                                typestore=typestore)
-    with pytest.raises(BagError) as error:
-        _read(path, have_config_K=True)
-    text = str(error.value)
-    assert "image size changes on /cam/image_raw" in text and "40x24 after 32x24" in text and "0.30 s into bag" in text
+    _, _, items, summary = _read(path, have_config_K=True)
+    assert [stamp for stamp, _ in items["image"]] == _stamps(0, 1, 2)
+    assert summary.image_size == (32, 24)
+    assert summary.skipped == {"/cam/image_raw": {"size_changed": 3}}
+    assert len(summary.notes) == 1
+    note = summary.notes[0]
+    assert "image size changes on /cam/image_raw" in note and "40x24 after 32x24" in note and "0.30 s into bag" in note
+    assert str(path) in note and "3 of 6 images on /cam/image_raw" in note and "(40x24 (3))" in note
+    assert "fixed resolution" in note
+
+
+def test_depth_size_change_skips_those_depth_images(tmp_path):
+    typestore = synthetic.make_typestore()
+    K = synthetic.camera_intrinsics(32, 24)
+    entries = _camera_entries(typestore, "/cam", 4, K)
+    for index, stamp in enumerate(_stamps(0, 1, 2, 3)):
+        shape = (24, 32) if index != 2 else (12, 16)
+        entries.append(synthetic.BagEntry("/cam/depth", synthetic.IMAGE_TYPE, stamp,
+                                          synthetic.depth_message(typestore, np.full(shape, 2.0, np.float32), stamp)))
+    _, selection, items, summary = _read(synthetic.write_bag(tmp_path / "depth", entries, typestore=typestore))
+    assert selection.depth == "/cam/depth"
+    assert [stamp for stamp, _ in items["depth"]] == _stamps(0, 1, 3)
+    assert len(items["image"]) == 4
+    assert summary.skipped == {"/cam/depth": {"size_changed": 1}}
+    note = summary.notes[0]
+    assert "depth image size changes on /cam/depth" in note and "16x12 after 32x24" in note
+    assert "0.20 s into bag" in note and "1 depth images" in note and "data.depth_topic" in note
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

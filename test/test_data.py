@@ -296,3 +296,61 @@ def test_growing_cache_array(tmp_path):
     stored = np.load(tmp_path / "frames.npy", mmap_mode="r")
     assert array.count == 5 and stored.shape[0] >= 5
     np.testing.assert_array_equal(stored[:5, 0, 0], [0, 1, 2, 3, 4])
+
+
+def _changing_camera_bag(path, count, change_at, first_info_stamp_offset_ns=0):
+    """/cam images (random 32x24) + camera_info; the calibration changes (fx + 5) from frame change_at on.
+    first_info_stamp_offset_ns < 0 adds one camera_info with the first calibration that long before frame 0."""
+    typestore = synthetic.make_typestore()
+    K = synthetic.camera_intrinsics(32, 24)
+    K2 = K.copy()
+    K2[0, 0] += 5.0
+    rng = np.random.default_rng(3)
+    entries, stamps = [], []
+    if first_info_stamp_offset_ns:
+        stamp = synthetic.STAMP_ORIGIN_NS + first_info_stamp_offset_ns
+        entries.append(synthetic.BagEntry("/cam/camera_info", synthetic.CAMERA_INFO_TYPE, stamp,
+                                          synthetic.camera_info_message(typestore, K, 32, 24, stamp)))
+    for index in range(count):
+        stamp = synthetic.STAMP_ORIGIN_NS + index * 100_000_000
+        stamps.append(stamp)
+        rgb = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        entries.append(synthetic.BagEntry("/cam/image_raw", synthetic.IMAGE_TYPE, stamp,
+                                          synthetic.image_message(typestore, rgb, stamp)))
+        K_now = K2 if index >= change_at else K
+        entries.append(synthetic.BagEntry("/cam/camera_info", synthetic.CAMERA_INFO_TYPE, stamp,
+                                          synthetic.camera_info_message(typestore, K_now, 32, 24, stamp)))
+    return synthetic.write_bag(path, entries, typestore=typestore), stamps
+
+
+def test_calibration_change_keeps_the_usable_frames_and_warns_on_every_read(tmp_path):
+    path, stamps = _changing_camera_bag(tmp_path / "bag", 8, change_at=5)
+    config = _config(str(tmp_path / "cache"), width=32, height=24, val_fraction=0.0)
+    for expect_hit in (False, True):  # decoding, then the cache
+        logged = []
+        cache = data.load_bag(str(path), config, "mono", log=logged.append)
+        assert cache.meta["cache_hit"] is expect_hit
+        assert cache.meta["stamps_left"] == stamps[:5]  # frames 5-7 have the new calibration
+        assert cache.meta["skipped"] == {"/cam/image_raw": {"calibration_changed": 3}}
+        assert cache.array("left").shape[0] >= 5
+        warnings = [line for line in logged if line.startswith("WARNING: ")]
+        assert len(warnings) == 1, logged
+        assert warnings[0].startswith("WARNING: camera calibration changes on /cam/camera_info at stamp ")
+        assert "0.50 s into bag" in warnings[0] and "3 of 8 images on /cam/image_raw" in warnings[0]
+    logged = []
+    train, _, report = build_datasets([str(path)], config, "mono", log=logged.append)
+    # Frames 0-4: targets 1-3 (0 and 4 lack a neighbour); the skipped frames are accounted for.
+    assert report.frames_read == 8 and report.train_samples == 3
+    assert report.dropped == {"calibration_changed": 3, "no_neighbours": 2}
+    assert report.frames_read == report.frames_used + sum(report.dropped.values())
+    assert sum("calibration changes on /cam/camera_info" in line for line in logged) == 1  # once per read
+    assert "WARNING: camera calibration changes" in str(report)
+    assert sorted(int(train._stamps[0][s.target]) for s in train.samples) == stamps[1:4]
+
+
+def test_no_usable_images_says_why(tmp_path):
+    # The first camera_info comes 50 ms before the first image; every image has the second calibration.
+    path, _ = _changing_camera_bag(tmp_path / "bag", 4, change_at=0, first_info_stamp_offset_ns=-50_000_000)
+    with pytest.raises(BagError, match=r"(?s)no usable images on /cam/image_raw in bag .*bag: camera calibration "
+                                       r"changes on /cam/camera_info .*4 of 4 images on /cam/image_raw"):
+        build_datasets([str(path)], _config(str(tmp_path / "cache"), width=32, height=24), "mono", **QUIET)

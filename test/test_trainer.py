@@ -177,7 +177,8 @@ def test_checkpoint_survives_a_crash_during_save(recording, tmp_path, monkeypatc
 
     monkeypatch.setattr(torch, "save", crashing_save)
     trainer.step = 6
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RunError, match=r"could not write checkpoint .* at step 6 \(disk full\); the previous checkpoint "
+                                       r"\(step 5\) is intact"):
         trainer.save_checkpoint()
     monkeypatch.undo()
     assert path.read_bytes() == good

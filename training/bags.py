@@ -5,12 +5,15 @@
   topics found and names the DataConfig option to set.
 * Damaged bags (cut-off recordings, corrupt chunks) are read as far as possible by a
   salvage scanner; what failed, and where, is reported in :attr:`BagReader.damage`.
+* A camera recalibrated or resized mid-bag: :func:`stream_recording` keeps the frames that
+  match the first calibration and size, skips the others and explains it in one note each.
 
 Everything user-facing raises :class:`BagError` (a RuntimeError) with a message that
 says what was wrong and what to do.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import mmap
@@ -862,23 +865,103 @@ class StreamItem:
 class StreamSummary:
     """Filled while iterating :func:`stream_recording`."""
 
-    camera: Optional[CameraModel] = None
+    camera: Optional[CameraModel] = None  # first calibration of the camera (the one frames are kept for)
     right_camera: Optional[CameraModel] = None
-    image_size: Optional[Tuple[int, int]] = None  # (w, h)
+    image_size: Optional[Tuple[int, int]] = None  # (w, h) of the first decoded image
     right_image_size: Optional[Tuple[int, int]] = None
     depth_size: Optional[Tuple[int, int]] = None
     decode_failures: Dict[str, int] = field(default_factory=dict)
+    # topic -> reason -> frames left out: "calibration_changed" (taken while the camera_info differed
+    # from the first one) or "size_changed" (another size than the topic's first frame).
+    skipped: Dict[str, Dict[str, int]] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
 
-def stream_recording(reader: BagReader, selection: TopicSelection, summary: StreamSummary) -> Iterator[StreamItem]:
-    """Decode the selected topics in one pass, checking consistency as it goes.
+# Images wait for the camera_info with their own stamp (drivers publish the pair back to back, in
+# either order) for at most this many later images on the same topic.
+CALIBRATION_WAIT_FRAMES = 2
 
-    Raises BagError (naming topic and stamp) when K or the image size changes mid-bag.
-    Images that fail to decode are skipped and counted in summary.decode_failures (the first
-    failure per topic is described in summary.notes).
+
+def _size_text(size: Tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _calibration_text(model: CameraModel) -> str:
+    return f"K {model.K.reshape(-1).tolist()} {model.width}x{model.height} D {model.D.tolist()}"
+
+
+@dataclass
+class _Inconsistency:
+    """Frames left out for one kind of problem on one topic; becomes one note when the stream ends."""
+
+    where: str  # topic, stamp and position in the bag of the first occurrence
+    detail: str  # what differs, first occurrence
+    skipped: int = 0
+    variants: Counter = field(default_factory=Counter)  # the differing sizes / number of changes
+
+
+class _CalibrationTrack:
+    """Whether a camera's calibration at a given stamp is its first one (camera_info history)."""
+
+    def __init__(self, image_topic: str, info_topic: str, camera_attr: str):
+        self.image_topic, self.info_topic, self.camera_attr = image_topic, info_topic, camera_attr
+        self.flips: List[Tuple[int, bool]] = []  # (stamp, matches the first) where the state changes; sorted
+        self.latest_info_ns: Optional[int] = None
+        self.pending: List[Tuple[int, str, str, object, str]] = []  # (stamp, topic, msgtype, msg, where)
+        self.images = 0
+        self.problem: Optional[_Inconsistency] = None
+        self.departures = 0  # times the calibration changed away from the first one
+        self.returned = False  # ... and back to it
+
+    def matches_at(self, stamp_ns: int) -> bool:
+        """True when the camera_info in effect at stamp_ns (latest with stamp <= it) is the first one."""
+        position = bisect.bisect_right(self.flips, (stamp_ns, True))
+        return True if position == 0 else self.flips[position - 1][1]
+
+    def add_info(self, stamp_ns: int, matches: bool) -> None:
+        before = self.matches_at(stamp_ns)
+        if matches != before:
+            bisect.insort(self.flips, (stamp_ns, matches))
+            if matches:
+                self.returned = True
+            else:
+                self.departures += 1
+        self.latest_info_ns = stamp_ns if self.latest_info_ns is None else max(self.latest_info_ns, stamp_ns)
+
+    def ready(self, flush: bool) -> List[Tuple[int, str, str, object, str]]:
+        """Pending images whose camera_info is known (or that waited long enough), oldest first."""
+        count = 0
+        for stamp, *_ in self.pending:
+            decided = (
+                flush
+                or (self.latest_info_ns is not None and self.latest_info_ns >= stamp)
+                or len(self.pending) - count > CALIBRATION_WAIT_FRAMES
+            )
+            if not decided:
+                break
+            count += 1
+        released, self.pending = self.pending[:count], self.pending[count:]
+        return released
+
+
+def stream_recording(reader: BagReader, selection: TopicSelection, summary: StreamSummary) -> Iterator[StreamItem]:
+    """Decode the selected topics in one pass, keeping only frames consistent with the first ones.
+
+    * Calibration: each camera keeps the first calibrated camera_info as its calibration. Images
+      taken while the camera_info in effect (the latest with a stamp <= the image's; an image waits
+      up to CALIBRATION_WAIT_FRAMES later images for the info of its own stamp) differs from it
+      are skipped; when the calibration changes back, frames are used again. camera_info items
+      are yielded only when they match the first calibration.
+    * Size: images (per camera) and depth images of another size than the topic's first decoded
+      frame are skipped.
+    * Images that fail to decode are skipped and counted in summary.decode_failures.
+
+    Skipped frames are counted in summary.skipped. Each kind of problem gets one note in
+    summary.notes (written when the stream ends): topic, stamp and time into the bag of the first
+    occurrence, old and new values, frames skipped, and what to do. Images of one topic are
+    yielded in bag order; relative to other topics they may come up to a few messages late.
     """
-    roles = {}
+    roles: Dict[str, List[str]] = {}
     for role, topic in (
         ("image", selection.image),
         ("right_image", selection.right_image),
@@ -889,6 +972,60 @@ def stream_recording(reader: BagReader, selection: TopicSelection, summary: Stre
     ):
         if topic:
             roles.setdefault(topic, []).append(role)
+    tracks: Dict[str, _CalibrationTrack] = {}  # image role -> its camera's calibration history
+    if selection.camera_info:
+        tracks["image"] = _CalibrationTrack(selection.image, selection.camera_info, "camera")
+    if selection.right_camera_info and selection.right_image:
+        tracks["right_image"] = _CalibrationTrack(selection.right_image, selection.right_camera_info, "right_camera")
+    info_tracks = {"camera_info": tracks.get("image"), "right_camera_info": tracks.get("right_image")}
+    size_problems: Dict[Tuple[str, str], _Inconsistency] = {}  # (role, topic) -> problem
+    image_counts: Counter = Counter()  # images seen per topic
+
+    def skip(topic: str, reason: str) -> None:
+        counts = summary.skipped.setdefault(topic, {})
+        counts[reason] = counts.get(reason, 0) + 1
+
+    def size_ok(role: str, topic: str, size: Tuple[int, int], where: str) -> bool:
+        attr = {"image": "image_size", "right_image": "right_image_size", "depth": "depth_size"}[role]
+        first = getattr(summary, attr)
+        if first is None:
+            setattr(summary, attr, size)
+            return True
+        if first == size:
+            return True
+        problem = size_problems.get((role, topic))
+        if problem is None:
+            problem = size_problems[(role, topic)] = _Inconsistency(
+                where, f"{_size_text(size)} after {_size_text(first)}"
+            )
+        problem.skipped += 1
+        problem.variants[_size_text(size)] += 1
+        skip(topic, "size_changed")
+        return False
+
+    def image_item(role: str, topic: str, msgtype: str, msg, stamp: int, where: str) -> Optional[StreamItem]:
+        track = tracks.get(role)
+        if track is not None and not track.matches_at(stamp):
+            track.problem.skipped += 1
+            skip(topic, "calibration_changed")
+            return None
+        try:
+            rgb = decode_image(msg, msgtype)  # global lookup: tests may count calls
+        except (ImageFormatError, ValueError) as error:
+            summary.decode_failures[topic] = summary.decode_failures.get(topic, 0) + 1
+            if summary.decode_failures[topic] == 1:
+                summary.notes.append(f"cannot decode image on {where}: {error}")
+            return None
+        if not size_ok(role, topic, (rgb.shape[1], rgb.shape[0]), where):
+            return None
+        return StreamItem(role, stamp, rgb)
+
+    def release(role: str, flush: bool = False) -> Iterator[StreamItem]:
+        for stamp, topic, msgtype, msg, where in tracks[role].ready(flush):
+            item = image_item(role, topic, msgtype, msg, stamp, where)
+            if item is not None:
+                yield item
+
     start_ns = None
     for topic, msgtype, bag_time, msg in reader.messages(list(roles)):
         stamp = header_stamp_ns(msg, bag_time)
@@ -902,15 +1039,19 @@ def stream_recording(reader: BagReader, selection: TopicSelection, summary: Stre
                 attr = "camera" if role == "camera_info" else "right_camera"
                 first = getattr(summary, attr)
                 if first is None:
+                    first = model
                     setattr(summary, attr, model)
-                elif not first.same_calibration(model):
-                    raise BagError(
-                        f"camera calibration changes on {where}: K {model.K.reshape(-1).tolist()} "
-                        f"{model.width}x{model.height} D {model.D.tolist()} differs from the first "
-                        f"K {first.K.reshape(-1).tolist()} {first.width}x{first.height} D {first.D.tolist()}. "
-                        f"Split the bag where the camera was recalibrated, or give K in the config."
-                    )
-                yield StreamItem(role, stamp, model)
+                matches = first.same_calibration(model)
+                track = info_tracks[role]
+                if track is not None:
+                    if not matches and track.problem is None:
+                        track.problem = _Inconsistency(
+                            where, f"{_calibration_text(model)} differs from the first {_calibration_text(first)}"
+                        )
+                    track.add_info(stamp, matches)
+                    yield from release("image" if role == "camera_info" else "right_image")
+                if matches:
+                    yield StreamItem(role, stamp, model)
             elif role == "odometry":
                 yield StreamItem(role, stamp, odometry_position(msg))
             elif role == "depth":
@@ -921,34 +1062,54 @@ def stream_recording(reader: BagReader, selection: TopicSelection, summary: Stre
                     if summary.decode_failures[topic] == 1:
                         summary.notes.append(f"cannot decode depth on {where}: {error}")
                     continue
-                size = (depth.shape[1], depth.shape[0])
-                if summary.depth_size is None:
-                    summary.depth_size = size
-                elif summary.depth_size != size:
-                    raise BagError(
-                        f"depth image size changes on {where}: {size[0]}x{size[1]} after {summary.depth_size[0]}x"
-                        f"{summary.depth_size[1]}. Set data.depth_topic to 'none' or split the bag."
-                    )
-                yield StreamItem(role, stamp, depth)
+                if size_ok(role, topic, (depth.shape[1], depth.shape[0]), where):
+                    yield StreamItem(role, stamp, depth)
             else:  # image, right_image
-                size_attr = "image_size" if role == "image" else "right_image_size"
-                try:
-                    rgb = decode_image(msg, msgtype)  # global lookup: tests may count calls
-                except (ImageFormatError, ValueError) as error:
-                    summary.decode_failures[topic] = summary.decode_failures.get(topic, 0) + 1
-                    if summary.decode_failures[topic] == 1:
-                        summary.notes.append(f"cannot decode image on {where}: {error}")
-                    continue
-                size = (rgb.shape[1], rgb.shape[0])
-                first = getattr(summary, size_attr)
-                if first is None:
-                    setattr(summary, size_attr, size)
-                elif first != size:
-                    raise BagError(
-                        f"image size changes on {where}: {size[0]}x{size[1]} after {first[0]}x{first[1]}. "
-                        f"Record with a fixed resolution or split the bag."
-                    )
-                yield StreamItem(role, stamp, rgb)
+                image_counts[topic] += 1
+                if role in tracks:
+                    tracks[role].pending.append((stamp, topic, msgtype, msg, where))
+                    yield from release(role)
+                else:
+                    item = image_item(role, topic, msgtype, msg, stamp, where)
+                    if item is not None:
+                        yield item
+    for role in tracks:
+        yield from release(role, flush=True)
+    summary.notes.extend(_consistency_notes(tracks, size_problems, image_counts))
+
+
+def _consistency_notes(tracks: Dict[str, "_CalibrationTrack"], size_problems: Dict[Tuple[str, str], _Inconsistency],
+                       image_counts: Counter) -> List[str]:
+    """One note per calibration change (per camera) and per size change (per topic)."""
+    notes = []
+    for track in tracks.values():
+        problem = track.problem
+        if problem is None:
+            continue
+        stretches = (
+            f"it differed {track.departures} times" if track.departures > 1 else "it differed once"
+        ) + (", and frames taken after it changed back are used" if track.returned else " and never changed back")
+        notes.append(
+            f"camera calibration changes on {problem.where}: {problem.detail}. {problem.skipped} of "
+            f"{image_counts[track.image_topic]} images on {track.image_topic}, taken while the calibration differed "
+            f"from the first, were skipped ({stretches}). To train on them, split the bag at that time and pass the "
+            f"parts as separate --bag (each part then has one calibration)."
+        )
+    for (role, topic), problem in size_problems.items():
+        sizes = ", ".join(f"{size} ({count})" for size, count in sorted(problem.variants.items()))
+        if role == "depth":
+            notes.append(
+                f"depth image size changes on {problem.where}: {problem.detail}; {problem.skipped} depth images of "
+                f"another size were skipped ({sizes}), so ground truth is missing at those times. Record depth at "
+                f"a fixed resolution, or set data.depth_topic to 'none'."
+            )
+        else:
+            notes.append(
+                f"image size changes on {problem.where}: {problem.detail}; {problem.skipped} of {image_counts[topic]} "
+                f"images on {topic} had another size and were skipped ({sizes}). Record at a fixed resolution, or "
+                f"split the bag at that time and pass the parts as separate --bag."
+            )
+    return notes
 
 
 def describe_selection(selection: TopicSelection) -> str:

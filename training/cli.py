@@ -3,7 +3,8 @@
     train --bag PATH [--bag PATH ...] --out DIR [--config FILE] [--resume] [--seed N] [section.key=value ...]
 
 Also `ros2 run mono_depth_ros train ...`. Errors a user can fix (bags, configuration, run
-directory) print one clear message and exit with status 2, without a traceback.
+directory, a checkpoint or model file that cannot be written or is refused) print one clear
+message and exit with status 2, without a traceback.
 """
 from __future__ import annotations
 

@@ -394,17 +394,23 @@ def _decode_bag_into_cache(
         "damage": list(reader.damage),
         "notes": notes,
         "decode_failures": dict(summary.decode_failures),
+        "skipped": {topic: dict(reasons) for topic, reasons in summary.skipped.items()},
         **info,
     }
     if not stamps["left"]:
-        reasons = "; ".join(notes or reader.damage or ["(no messages)"])
-        raise BagError(f"no decodable images on {selection.image} in bag {reader.path}: {reasons}")
+        reasons = "; ".join(notes + list(reader.damage) or ["(no messages)"])
+        raise BagError(f"no usable images on {selection.image} in bag {reader.path}: {reasons}")
     (directory / "meta.json").write_text(json.dumps(meta))
     return meta
 
 
 def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = print) -> BagCache:
-    """Find topics in a bag and return its decoded frames, decoding only on a cache miss."""
+    """Find topics in a bag and return its decoded frames, decoding only on a cache miss.
+
+    What was left out of the bag (damage, frames skipped for a calibration or size change,
+    undecodable images) is logged as WARNING lines, on a cache hit too, and kept in
+    ``meta["damage"]`` / ``meta["notes"]``.
+    """
     stereo = mode != "mono"
     bag_path = Path(path).expanduser()
     if not bag_path.exists():
@@ -416,6 +422,8 @@ def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = p
         meta = json.loads((directory / "meta.json").read_text())
         meta["cache_hit"] = True
         meta["bag"] = str(bag_path)  # the same recording may have been decoded under another path
+        for warning in meta["damage"] + meta["notes"]:
+            log(f"WARNING: {warning}")
         return BagCache(directory, meta)
     with BagReader(bag_path, log=log) as reader:
         selection = bags.discover_topics(
@@ -439,6 +447,8 @@ def _decode_to_cache(reader: BagReader, selection: TopicSelection, config: DataC
     scratch.mkdir()
     try:
         meta = _decode_bag_into_cache(reader, selection, config, stereo, scratch, log)
+        for note in meta["notes"]:  # damage was logged by the reader as it was found
+            log(f"WARNING: {note}")
         try:
             os.rename(scratch, directory)  # atomic: a concurrent process (DDP rank) may have won
         except OSError:
@@ -492,6 +502,8 @@ def select_samples(bag_index: int, cache: BagCache, config: DataConfig, mode: st
             dropped[reason] = dropped.get(reason, 0) + count
 
     drop("decode_error", meta["decode_failures"].get(meta["topics"]["image_topic"], 0))
+    for reason, count in meta.get("skipped", {}).get(meta["topics"]["image_topic"], {}).items():
+        drop(reason, count)  # calibration_changed, size_changed
     stamps = np.asarray(meta["stamps_left"], dtype=np.int64)
     order = np.argsort(stamps, kind="stable")
     sorted_stamps = stamps[order]
@@ -754,7 +766,9 @@ def build_datasets(bag_paths: Sequence[str], config: DataConfig, mode: str,
     """Training and validation datasets from rosbag2 recordings, plus a report of what was used.
 
     Raises BagError for unusable input (no images, too few frames, camera_info missing without
-    config K, inconsistent K or image size, ambiguous topics, nothing left after damage).
+    config K, ambiguous topics, nothing left after damage). Frames taken while the calibration
+    or the image size differed from the bag's first are left out (report.dropped) and explained
+    in report.warnings.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
@@ -774,10 +788,7 @@ def build_datasets(bag_paths: Sequence[str], config: DataConfig, mode: str,
         report.cache_hits += int(meta.get("cache_hit", False))
         report.bags.append(meta["bag"])
         report.topics.append(meta["topics"])
-        for warning in meta["damage"] + meta["notes"]:
-            report.warnings.append(warning)
-            if meta.get("cache_hit"):
-                log(f"WARNING: {warning}")
+        report.warnings.extend(meta["damage"] + meta["notes"])  # load_bag logged them
         K_native = np.asarray(meta["K_native"], dtype=np.float64)
         native_w, native_h = meta["native_size"]
         scale_x, scale_y = config.width / native_w, config.height / native_h
@@ -807,7 +818,11 @@ def build_datasets(bag_paths: Sequence[str], config: DataConfig, mode: str,
             report.warnings.append(f"bag {meta['bag']} has a different camera (K or size) than the first bag")
         report.has_odometry = report.has_odometry or bool(meta["odometry_stamps"])
         report.has_depth_gt = report.has_depth_gt or bool(meta["stamps_depth"])
-        report.frames_read += len(meta["stamps_left"]) + meta["decode_failures"].get(meta["topics"]["image_topic"], 0)
+        image_topic = meta["topics"]["image_topic"]
+        report.frames_read += (
+            len(meta["stamps_left"]) + meta["decode_failures"].get(image_topic, 0)
+            + sum(meta.get("skipped", {}).get(image_topic, {}).values())
+        )
         samples = select_samples(bag_index, cache, config, mode, report.dropped)
         stamps = np.asarray(meta["stamps_left"], dtype=np.int64)
         bag_train, bag_val = split_samples(samples, stamps, config.val_fraction, report.dropped)

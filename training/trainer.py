@@ -11,6 +11,12 @@ Run directory layout (``out_dir``)::
     tensorboard/              TensorBoard event files
     model.safetensors         deployable model (mono_depth_ros.model_file)
 
+Checkpoints and the model file are written to a temporary file and renamed into place: a
+process killed mid-write leaves the previous file intact (and a ``.<name>.<pid>.tmp`` that the
+next run in the directory removes); a write that fails (disk full, file too large, I/O error)
+raises RunError saying what survived and how to continue. --resume loads checkpoints with
+``weights_only``: a file that would run code when unpickled is refused without running it.
+
 Distributed: launched by ``torchrun`` (WORLD_SIZE > 1), every process trains on its own
 shard with DistributedDataParallel (NCCL on CUDA, gloo on the CPU); only rank 0 logs and
 writes files.
@@ -19,11 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import math
 import os
+import pickle
+import re
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -224,18 +234,54 @@ def _fsync_directory(directory: Path) -> None:
         os.close(handle)
 
 
+class _CompleteWriter:
+    """File object for torch.save whose writes either complete or raise the system's OSError.
+
+    torch's zip writer turns a failed write (disk full, file too large) into an opaque RuntimeError
+    about byte positions; this keeps the OSError (ENOSPC, EFBIG, EIO, ...) so the caller can say what
+    happened."""
+
+    def __init__(self, raw):
+        self.raw = raw  # unbuffered FileIO
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        written = 0
+        try:
+            while written < len(view):
+                count = self.raw.write(view[written:])
+                if not count:
+                    raise OSError(errno.EIO, "the write made no progress")
+                written += count
+        except OSError as error:
+            self.error = self.error or error
+            raise
+        return written
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+
 def atomic_torch_save(obj: Any, path: Path) -> Path:
     """torch.save to a temporary file in the same directory, fsync, then rename over ``path``.
 
-    A crash at any point leaves either the previous file or the new one, never half of one.
+    A crash at any point leaves either the previous file or the new one, never half of one; a
+    failed write raises the OSError (ENOSPC, EFBIG, EIO, ...) and removes the temporary. A process
+    killed mid-write leaves its temporary ``.<name>.<pid>.tmp`` (see remove_stale_temporary_files).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
+        with open(tmp, "wb", buffering=0) as handle:
+            writer = _CompleteWriter(handle)
+            try:
+                torch.save(obj, writer)
+            except Exception:
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -246,13 +292,120 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     return path
 
 
+def stale_temporary_files(directory: Path, name: str) -> List[Path]:
+    """Temporaries ``.<name>.<pid>.tmp`` / ``.<name>.<random>.tmp`` in ``directory`` whose writer is gone.
+
+    atomic_torch_save and save_model_file remove their temporary on any error they see; one is left
+    only when the process was killed (SIGKILL, power loss) mid-write. A temporary named after a
+    process that is still running is kept: it may be writing right now.
+    """
+    stale = []
+    for path in sorted(Path(directory).glob(f".{name}.*.tmp")):
+        writer = path.name[len(name) + 2 : -len(".tmp")]  # a pid (checkpoints) or mkstemp's random part
+        if writer.isdigit() and (int(writer) == os.getpid() or _process_running(int(writer))):
+            continue
+        stale.append(path)
+    return stale
+
+
+def _process_running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporary_files(out_dir: Path, log: Callable[[str], None]) -> List[Path]:
+    """Delete what a killed run left half-written in ``out_dir`` (checkpoint and model temporaries); log it."""
+    out_dir = Path(out_dir)
+    stale = stale_temporary_files(out_dir / "checkpoints", CHECKPOINT_NAME) + stale_temporary_files(out_dir, MODEL_NAME)
+    removed = []
+    for path in stale:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            log(f"WARNING: could not remove the incomplete file {path} ({error.strerror}); delete it by hand")
+            continue
+        removed.append((path, size))
+    if removed:
+        listing = ", ".join(f"{path.name} ({size / 1e6:.1f} MB)" for path, size in removed)
+        log(
+            f"removed {len(removed)} incomplete file(s) in {out_dir}: {listing}, left by a training process that was "
+            f"killed while writing; the files they were to replace were never touched"
+        )
+    return [path for path, _ in removed]
+
+
+_DISK_HINTS = {
+    errno.ENOSPC: "is the disk full?",
+    errno.EDQUOT: "is the disk quota used up?",
+    errno.EFBIG: "is the file size limited (ulimit -f) or above the file system's maximum?",
+    errno.EIO: "is the disk failing or disconnected?",
+    errno.EROFS: "is the file system mounted read-only?",
+    errno.EACCES: "is the run directory writable?",
+    errno.EPERM: "is the run directory writable?",
+}
+
+
+def describe_write_error(error: OSError) -> str:
+    """'No space left on device: is the disk full?' for an OSError of a file write."""
+    text = error.strerror or str(error) or type(error).__name__
+    hint = _DISK_HINTS.get(error.errno)
+    return f"{text}: {hint}" if hint else text
+
+
+def _fix_action(error: OSError) -> str:
+    return "free space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+
+
+def _refused_pickle_detail(error: Exception) -> str:
+    """The line of torch's weights_only refusal that says what was refused (without its advice to
+    load the file unsafely)."""
+    text = str(error)
+    match = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\s*Please use|\n\n|$)", text, re.S)
+    return " ".join((match.group(1) if match else (text.splitlines() or [""])[0]).split())
+
+
+def _refused_global(error: Exception) -> str:
+    """'io.open' when torch refused to unpickle a call of that function or class, else ''."""
+    match = re.search(r"Unsupported global: GLOBAL (\S+?)\.? was not an allowed global", str(error))
+    return match.group(1) if match else ""
+
+
 def load_checkpoint(path) -> Dict[str, Any]:
-    """Load a training checkpoint safely (weights_only: tensors and primitives, no code)."""
+    """Load a training checkpoint safely (weights_only: tensors and primitives, no code).
+
+    A file that asks to build other objects when unpickled (which could run code) is refused
+    without running anything: RunError naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on the pickle protocol of foreign files
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _refused_global(error)
+        if refused:
+            raise RunError(
+                f"checkpoint {path} was refused and not loaded: unpickling it would call {refused}, i.e. run code, "
+                f"which a mono_depth_ros checkpoint never does. It is damaged or was not written by the trainer; "
+                f"do not load it elsewhere unless you know where it came from, and start a new run in another "
+                f"--out directory (or restore this run's checkpoint)."
+            ) from None
+        raise RunError(
+            f"checkpoint {path} cannot be read ({_refused_pickle_detail(error)}); it is damaged or not a checkpoint, "
+            f"and was refused without running anything in it"
+        ) from None
     except Exception as error:
         raise RunError(f"checkpoint {path} cannot be read ({error}); it is damaged or not a checkpoint") from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -485,6 +638,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.writer = None
         self.checkpoint_path = self.out_dir / "checkpoints" / CHECKPOINT_NAME
+        self.saved_step: Optional[int] = None  # step of the checkpoint on disk, once known
         # Frame pairs with a known odometry distance so far (a device tensor: no per-step sync).
         self.odometry_pairs = torch.zeros((), device=self.device)
         self.model_path = self.out_dir / MODEL_NAME
@@ -894,9 +1048,36 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Optional[Path]:
+        """Write checkpoints/last.pt atomically. A failed write (disk full, I/O error) raises RunError
+        saying so; the previous checkpoint is left as it was and no temporary file remains."""
         if not self.context.is_main:
             return None
-        return atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        try:
+            path = atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        except OSError as error:
+            raise RunError(
+                f"could not write checkpoint {self.checkpoint_path} at step {self.step} ({describe_write_error(error)}); "
+                + self._previous_checkpoint_text(error)
+            ) from None
+        self.saved_step = self.step
+        return path
+
+    def _previous_checkpoint_text(self, error: OSError) -> str:
+        """What survives a failed write and how to continue."""
+        if self.saved_step is not None and self.checkpoint_path.is_file():
+            return (
+                f"the previous checkpoint (step {self.saved_step}) is intact at {self.checkpoint_path}; "
+                f"{_fix_action(error)} and continue with --resume"
+            )
+        if self.checkpoint_path.is_file():  # written by an earlier process of this run
+            return (
+                f"the previous checkpoint is intact at {self.checkpoint_path}; "
+                f"{_fix_action(error)} and continue with --resume"
+            )
+        return (
+            f"there is no previous checkpoint in {self.out_dir} yet, so nothing of this run can be resumed; "
+            f"{_fix_action(error)} and start it again (without --resume)"
+        )
 
     def load_state(self, checkpoint: Dict[str, Any]) -> None:
         """Continue a run from a checkpoint (same step count, optimiser, scheduler and RNG)."""
@@ -910,6 +1091,7 @@ class Trainer:
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
+        self.saved_step = self.step
         self.epoch = int(checkpoint["epoch"])
         self.batch_in_epoch = int(checkpoint["batch_in_epoch"])
         self.pretrained_used = bool(checkpoint.get("pretrained", self.pretrained_used))
@@ -959,9 +1141,22 @@ class Trainer:
         )
 
     def export_model(self, path=None) -> Path:
-        """Write the deployable model file (depth network, plus the pose network in mono modes)."""
+        """Write the deployable model file (depth network, plus the pose network in mono modes).
+
+        A failed write (disk full, I/O error) raises RunError naming the file; an existing model
+        file is left as it was and no temporary file remains."""
         path = Path(path) if path is not None else self.model_path
-        return save_model_file(path, self.model_metadata(), self.depth_net, self.pose_net)
+        try:
+            return save_model_file(path, self.model_metadata(), self.depth_net, self.pose_net)
+        except OSError as error:
+            if self.saved_step is not None and self.checkpoint_path.is_file():
+                then = (
+                    f"the checkpoint {self.checkpoint_path} (step {self.saved_step}) holds the trained weights: "
+                    f"{_fix_action(error)} and run again with --resume to write the model file"
+                )
+            else:
+                then = f"{_fix_action(error)} and run again"
+            raise RunError(f"could not write the model file {path} ({describe_write_error(error)}); {then}") from None
 
 
 # --------------------------------------------------------------------------- entry point
@@ -990,7 +1185,8 @@ def train(
 
     Without ``resume`` the run directory must not hold a checkpoint yet; with it, training
     continues from ``out_dir/checkpoints/last.pt`` (same step count, optimiser, scheduler and
-    random state). Returns a :class:`TrainResult`; the model file is ``result.model_path``.
+    random state). Either way, temporaries left by a process killed mid-write in ``out_dir`` are
+    removed first (logged). Returns a :class:`TrainResult`; the model file is ``result.model_path``.
     """
     out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoints" / CHECKPOINT_NAME
@@ -1011,8 +1207,14 @@ def train(
     try:
         main_log = log if context.is_main else (lambda message: None)
         if context.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, out_dir / "config.yaml")
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                remove_stale_temporary_files(out_dir, main_log)
+                save_config(config, out_dir / "config.yaml")
+            except OSError as error:
+                raise RunError(
+                    f"cannot write to the run directory {out_dir} ({describe_write_error(error)})"
+                ) from None
         if datasets is None:
             from .data import build_datasets
 
