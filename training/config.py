@@ -12,6 +12,7 @@ smoothness 1e-3, scales 0-3, depth range 0.1-100).
 from __future__ import annotations
 
 import dataclasses
+import os
 import difflib
 import math
 import re
@@ -311,7 +312,14 @@ def load_config(path=None, overrides: Sequence[str] = (), base: Optional[TrainCo
 def save_config(config: TrainConfig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    # Temporary file + rename: a full disk during --resume must not leave the run's config truncated.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
