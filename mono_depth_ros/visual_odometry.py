@@ -1,0 +1,147 @@
+"""Visual odometry from the pose network: frame-to-frame motion chained into a trajectory (no ROS import).
+
+Frames (REP 103 / 105):
+* camera: the image's optical frame (x right, y down, z forward), the ``child_frame_id``.
+* odom: the camera's body frame (x forward, y left, z up) at the first frame, so a level camera
+  gives an odom frame with z up. It drifts, as REP 105 allows for odom.
+
+The pose network predicts ``T_later_earlier`` (points of the earlier camera frame in the later one);
+the camera's new pose is ``T_odom_camera[k] = T_odom_camera[k-1] @ inverse(T_later_earlier)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .geometry import invert_transform, matrix_to_axis_angle, pose_vector_to_matrix
+from .networks import PoseNet
+
+# Rotation taking optical-frame vectors into the body frame (columns: optical x, y, z in body axes).
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+# Floors of the standard deviations reported in the covariances: even a standing camera is not
+# known better than this.
+MIN_POSITION_STDDEV_M = 0.01
+MIN_ANGLE_STDDEV_RAD = 0.005
+
+
+@dataclass
+class OdometryEstimate:
+    """One update of :class:`VisualOdometry`. Poses are 4x4 float64, velocities in the camera frame."""
+
+    T_odom_camera: np.ndarray  # (4, 4) camera pose in odom
+    linear_velocity: np.ndarray  # (3,) m/s (model units/s when not metric), camera frame
+    angular_velocity: np.ndarray  # (3,) rad/s, camera frame
+    pose_covariance: np.ndarray  # (6, 6) row-major x y z rot_x rot_y rot_z, odom frame
+    twist_covariance: np.ndarray  # (6, 6) camera frame
+    distance_m: float  # path length so far
+
+
+class VisualOdometry:
+    """Chains relative poses into ``T_odom_camera`` with a covariance that grows with the distance.
+
+    ``translation_scale`` turns the network's translation into metres (model depth_scale times the
+    node's depth_scale; the pose network shares the depth network's scale). ``drift`` is the
+    position error per metre travelled (e.g. 0.05 = 5 %), ``rotation_drift`` radians per metre;
+    both set the reported covariances and are meant to come from a benchmark on similar data.
+    """
+
+    def __init__(self, translation_scale: float = 1.0, drift: float = 0.05, rotation_drift: float = 0.01):
+        self.translation_scale = float(translation_scale)
+        self.drift = float(drift)
+        self.rotation_drift = float(rotation_drift)
+        self.reset()
+
+    def reset(self) -> None:
+        self.T_odom_camera = np.eye(4)
+        self.T_odom_camera[:3, :3] = R_BODY_OPTICAL
+        self.distance_m = 0.0
+        self.frames = 0
+
+    def update(self, T_later_earlier: np.ndarray, dt_s: float) -> OdometryEstimate:
+        """T_later_earlier: (4, 4) network motion (unscaled), dt_s > 0 between the frames -> the new estimate."""
+        motion = np.array(T_later_earlier, dtype=np.float64)
+        motion[:3, 3] *= self.translation_scale
+        T_earlier_later = _invert(motion)  # the later camera's pose in the earlier camera's frame
+        self.T_odom_camera = self.T_odom_camera @ T_earlier_later
+        step = float(np.linalg.norm(T_earlier_later[:3, 3]))
+        self.distance_m += step
+        self.frames += 1
+        rotation = matrix_to_axis_angle(torch.from_numpy(T_earlier_later[None, :3, :3]))[0].numpy()
+        linear = T_earlier_later[:3, 3] / dt_s
+        angular = rotation / dt_s
+        return OdometryEstimate(
+            T_odom_camera=self.T_odom_camera.copy(),
+            linear_velocity=linear,
+            angular_velocity=angular,
+            pose_covariance=_diagonal_covariance(
+                max(MIN_POSITION_STDDEV_M, self.drift * self.distance_m),
+                max(MIN_ANGLE_STDDEV_RAD, self.rotation_drift * self.distance_m),
+            ),
+            twist_covariance=_diagonal_covariance(
+                max(MIN_POSITION_STDDEV_M, self.drift * step) / dt_s,
+                max(MIN_ANGLE_STDDEV_RAD, self.rotation_drift * step) / dt_s,
+            ),
+            distance_m=self.distance_m,
+        )
+
+
+def _invert(T: np.ndarray) -> np.ndarray:
+    return invert_transform(torch.from_numpy(T[None]))[0].numpy()
+
+
+def _diagonal_covariance(position_stddev: float, angle_stddev: float) -> np.ndarray:
+    return np.diag([position_stddev ** 2] * 3 + [angle_stddev ** 2] * 3)
+
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3, 3) -> unit quaternion (x, y, z, w) with w >= 0 (geometry_msgs order)."""
+    R = np.asarray(R, dtype=np.float64)
+    trace = R[0, 0] + R[1, 1] + R[2, 2]
+    if trace > 0.0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
+    else:  # the largest diagonal element picks the numerically safe branch
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-300))
+        q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / s]
+        q[i] = 0.25 * s
+        q[j] = (R[j, i] + R[i, j]) / s
+        q[k] = (R[k, i] + R[i, k]) / s
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+class PoseRunner:
+    """The model's pose network on consecutive network inputs (the tensors DepthEstimator.preprocess makes).
+
+    earlier, later: (1, 3, h, w) in [0, 1] -> T_later_earlier (4, 4) float64, unscaled network units.
+    """
+
+    def __init__(self, pose_net: PoseNet, device: torch.device):
+        self.net = pose_net.eval().to(device)
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def relative_pose(self, earlier: torch.Tensor, later: torch.Tensor) -> np.ndarray:
+        axis_angle, translation = self.net(earlier.float(), later.float())
+        return pose_vector_to_matrix(axis_angle.double(), translation.double())[0].cpu().numpy()
+
+
+def chain_break_reason(previous_stamp_s: Optional[float], stamp_s: float, max_gap_s: float) -> Optional[str]:
+    """Why the odometry must restart before this frame (None when it can chain): time went backwards
+    (a bag restarted) or too long since the previous frame for the network's frame-to-frame motion."""
+    if previous_stamp_s is None:
+        return None
+    dt = stamp_s - previous_stamp_s
+    if dt <= 0.0:
+        return f"the image stamp went back by {-dt:.3f} s (a replayed bag?)"
+    if dt > max_gap_s:
+        return f"{dt:.2f} s since the previous frame, more than odometry_max_gap ({max_gap_s} s)"
+    return None

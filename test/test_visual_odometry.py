@@ -1,0 +1,104 @@
+"""Visual odometry maths: chaining, frames, velocities, covariances, quaternions (no ROS)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mono_depth_ros.geometry import axis_angle_to_matrix
+from mono_depth_ros.networks import PoseNet
+from mono_depth_ros.visual_odometry import (
+    MIN_POSITION_STDDEV_M, R_BODY_OPTICAL, PoseRunner, VisualOdometry, chain_break_reason, matrix_to_quaternion,
+)
+
+
+def transform(rotation_axis_angle=(0.0, 0.0, 0.0), translation=(0.0, 0.0, 0.0)) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = axis_angle_to_matrix(torch.tensor([rotation_axis_angle], dtype=torch.float64))[0].numpy()
+    T[:3, 3] = translation
+    return T
+
+
+def test_forward_motion_becomes_x_in_a_z_up_odom_frame():
+    """A camera driving forward along its optical axis moves along odom +x (REP 103 body axes)."""
+    odometry = VisualOdometry(translation_scale=2.0)
+    # T_later_earlier of a camera that moved 0.5 network units forward: earlier points are 0.5 closer.
+    step = transform(translation=(0.0, 0.0, -0.5))
+    for _ in range(4):
+        estimate = odometry.update(step, dt_s=0.1)
+    np.testing.assert_allclose(estimate.T_odom_camera[:3, 3], [4.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(estimate.T_odom_camera[:3, :3], R_BODY_OPTICAL, atol=1e-12)
+    np.testing.assert_allclose(estimate.linear_velocity, [0.0, 0.0, 10.0], atol=1e-9)  # camera frame: +z
+    assert estimate.distance_m == pytest.approx(4.0)
+
+
+def test_turning_left_on_a_quarter_circle():
+    """Four frames of a 90 degree left turn on a circle of radius 2 m end at (2, 2) facing +y."""
+    odometry = VisualOdometry()
+    radius, steps = 2.0, 4
+    angle = math.pi / 2 / steps
+    # Camera motion in its own (earlier) frame: a left turn is a rotation about optical -y.
+    chord = 2 * radius * math.sin(angle / 2)
+    T_earlier_later = transform((0.0, -angle, 0.0), (-chord * math.sin(angle / 2), 0.0, chord * math.cos(angle / 2)))
+    T_later_earlier = np.linalg.inv(T_earlier_later)
+    for _ in range(steps):
+        estimate = odometry.update(T_later_earlier, dt_s=0.5)
+    np.testing.assert_allclose(estimate.T_odom_camera[:3, 3], [radius, radius, 0.0], atol=1e-9)
+    forward = estimate.T_odom_camera[:3, :3] @ np.array([0.0, 0.0, 1.0])  # optical z in odom
+    np.testing.assert_allclose(forward, [0.0, 1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(estimate.angular_velocity, [0.0, -angle / 0.5, 0.0], atol=1e-9)
+
+
+def test_covariance_grows_with_distance_and_has_a_floor():
+    odometry = VisualOdometry(drift=0.1, rotation_drift=0.02)
+    still = odometry.update(np.eye(4), dt_s=0.1)
+    assert still.pose_covariance[0, 0] == pytest.approx(MIN_POSITION_STDDEV_M ** 2)
+    for _ in range(10):
+        moving = odometry.update(transform(translation=(0.0, 0.0, -1.0)), dt_s=0.1)
+    assert moving.pose_covariance[0, 0] == pytest.approx((0.1 * 10.0) ** 2)
+    assert moving.pose_covariance[5, 5] == pytest.approx((0.02 * 10.0) ** 2)
+    assert np.count_nonzero(moving.pose_covariance - np.diag(np.diag(moving.pose_covariance))) == 0
+    assert moving.twist_covariance[0, 0] == pytest.approx((0.1 * 1.0 / 0.1) ** 2)
+
+
+def test_reset_starts_again_at_the_origin():
+    odometry = VisualOdometry()
+    odometry.update(transform(translation=(0.0, 0.0, -1.0)), dt_s=0.1)
+    odometry.reset()
+    assert odometry.update(np.eye(4), dt_s=0.1).T_odom_camera[:3, 3].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("axis_angle", [(0.0, 0.0, 0.0), (0.3, -0.2, 0.1), (math.pi - 1e-3, 0.0, 0.0), (0.0, 2.5, 1.0)])
+def test_quaternion_rotates_like_the_matrix(axis_angle):
+    R = transform(axis_angle)[:3, :3]
+    x, y, z, w = matrix_to_quaternion(R)
+    assert w >= 0 and math.isclose(x * x + y * y + z * z + w * w, 1.0, rel_tol=1e-12)
+    # Rotation matrix of the quaternion, written out.
+    Q = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+    np.testing.assert_allclose(Q, R, atol=1e-9)
+
+
+def test_chain_break_reasons():
+    assert chain_break_reason(None, 10.0, 0.5) is None
+    assert chain_break_reason(10.0, 10.1, 0.5) is None
+    assert "went back by 0.500 s" in chain_break_reason(10.0, 9.5, 0.5)
+    assert "2.00 s since the previous frame" in chain_break_reason(10.0, 12.0, 0.5)
+
+
+def test_pose_runner_returns_the_networks_rigid_motion():
+    torch.manual_seed(0)
+    net = PoseNet(18)
+    runner = PoseRunner(net, torch.device("cpu"))
+    earlier, later = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    T = runner.relative_pose(earlier, later)
+    with torch.no_grad():
+        axis_angle, translation = net(earlier, later)
+    np.testing.assert_allclose(T[:3, 3], translation[0].double().numpy(), atol=1e-7)
+    np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(T[3], [0, 0, 0, 1])
