@@ -27,6 +27,8 @@ setup(
             f"depth_node = {PACKAGE}.depth_node:main",
             f"create_model = {PACKAGE}.create_model:main",
             f"infer_bag = {PACKAGE}.infer_bag:main",
+            f"import_monodepth2 = {PACKAGE}.import_monodepth2:main",
+            f"export_onnx = {PACKAGE}.export_onnx:main",
             "train = training.cli:main",
             "evaluate = training.evaluate:main",
             "sample_recording = training.sample_recording:main",

@@ -29,8 +29,9 @@ from .camera import CameraInfoError
 from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
 from .frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
 from .image_conversion import ImageFormatError, depth_to_image_fields
-from .inference import DepthEstimator, keep_freed_memory_in_process, resolve_device
-from .model_file import HOW_TO_GET_A_MODEL, ModelFileError, load_model_file
+from .inference import keep_freed_memory_in_process
+from .model_file import HOW_TO_GET_A_MODEL, ModelFileError
+from .onnx_backend import describe, load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 from .networks import encoder_label
 
@@ -111,22 +112,21 @@ class DepthNode(Node):
         # Callbacks only run once the node spins, after _setup.
         self._create_endpoints()
 
-        device, device_warning = resolve_device(self._config.device)
-        if device_warning:
-            self.get_logger().warning(device_warning)
         try:
-            model = load_model_file(self._config.model_path, device="cpu")
+            # The backend follows the file name: .onnx through onnxruntime, .safetensors through PyTorch.
+            model = load_estimator(self._config.model_path, self._config.device, half=self._config.half_precision)
         except ModelFileError as error:
             raise StartupError(str(error)) from error
-        self._estimator = DepthEstimator(model, device, half=self._config.half_precision)
+        for warning in model.warnings:
+            self.get_logger().warning(warning)
+        self._estimator = model.estimator
         self._pipeline = FramePipeline(self._estimator)
         if not self.context.ok():
             raise ExternalShutdownException()  # a signal arrived while the model was loading
         meta = model.metadata
         self.get_logger().info(
             f"loaded {model.path} ({encoder_label(meta.encoder, meta.num_layers)}, {meta.input_width}x{meta.input_height}, "
-            f"{'metric' if meta.metric else 'NOT metric: depth_scale sets the scale'}) on {device}"
-            + (" in float16" if self._estimator.half else "")
+            f"{'metric' if meta.metric else 'NOT metric: depth_scale sets the scale'}) with {describe(model)}"
         )
         if not meta.metric and self._config.depth_scale == 1.0:
             self.get_logger().warning(

@@ -28,8 +28,9 @@ from .camera import CameraInfoError
 from .config import DepthNodeConfig, load_node_config
 from .frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
 from .image_conversion import ImageFormatError, depth_to_image_fields
-from .inference import DepthEstimator, resolve_device
-from .model_file import ModelFileError, load_model_file
+from .inference import resolve_device
+from .model_file import ModelFileError
+from .onnx_backend import load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 
 # The node's output topics, relative to its namespace (depth_node._create_endpoints).
@@ -241,7 +242,8 @@ def infer_bag(
         raise InferBagError(f"--storage {storage!r} is not supported; use one of {', '.join(STORAGES)}")
     if out.exists():
         raise InferBagError(f"--out {out} already exists; infer_bag never overwrites: give a new directory")
-    model_file = load_model_file(model, device="cpu")  # before the bag: a bad model fails at once
+    # Before the bag: a bad model fails at once. The backend follows the file name (.onnx: onnxruntime).
+    model_file = load_estimator(model, device, half=config.half_precision)
     with BagReader(bag, log=log) as reader:
         topics = select_camera_topics(reader, image_topic, camera_info_topic)
         written_topics = output_topics(namespace)
@@ -259,10 +261,9 @@ def infer_bag(
                     "bag has only the new one, but playing both bags together mixes them (see --namespace)"
                 )
 
-        torch_device, device_warning = auto_device(device)
-        if device_warning:
-            log(f"WARNING: {device_warning}")
-        estimator = DepthEstimator(model_file, torch_device, half=config.half_precision)
+        for warning in model_file.warnings:
+            log(f"WARNING: {warning}")
+        estimator = model_file.estimator
         meta = model_file.metadata
         if not meta.metric and config.depth_scale == 1.0:
             log(

@@ -1,0 +1,268 @@
+"""Run .onnx models (written by export_onnx) through onnxruntime, and pick the backend by file name.
+
+:class:`OnnxDepthEstimator` has DepthEstimator's interface (predict, preprocess, disparity,
+disparity_to_metric_depth, input_size, metadata, half, times), so FramePipeline, depth_node and
+infer_bag run either. :func:`load_estimator` chooses: a ``.onnx`` file runs through onnxruntime,
+anything else is a ``.safetensors`` model file run by PyTorch. onnxruntime is imported only
+when an .onnx file is loaded, so the package works without it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .inference import StageTimes
+from .model_file import METADATA_KEY, ModelFileError, ModelMetadata
+
+ONNX_SUFFIX = ".onnx"
+INPUT_NAME = "image"  # (B, 3, H, W) float32 RGB in [0, 1]
+OUTPUT_NAME = "disparity"  # (B, 1, H, W) float32 sigmoid disparity (Monodepth2's scale 0)
+EXPORT_INFO_KEY = "mono_depth_ros.export"  # how the file was exported (JSON), beside METADATA_KEY
+ONNXRUNTIME_HINT = (
+    "Install it in the Python that runs the node: `pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` "
+    "(CUDA; no rosdep key for either), or run the .safetensors model file instead"
+)
+HOW_TO_EXPORT = "Export one from a model file: `export_onnx MODEL.safetensors OUT.onnx` (see README, 'ONNX and TensorRT')"
+
+
+class OnnxModelError(ModelFileError):
+    """An .onnx model cannot be run: onnxruntime missing, not ONNX, or not exported by export_onnx."""
+
+
+def is_onnx_path(path) -> bool:
+    return Path(path).suffix.lower() == ONNX_SUFFIX
+
+
+def import_onnxruntime(path=None):
+    """The onnxruntime module, or OnnxModelError saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        where = f"{path}: " if path is not None else ""
+        raise OnnxModelError(
+            f"{where}.onnx models run through onnxruntime, which is not installed ({error}). {ONNXRUNTIME_HINT}."
+        ) from error
+    return onnxruntime
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _select_providers(ort, requested: str) -> Tuple[List[object], str, Optional[str]]:
+    """device parameter -> (onnxruntime providers, device label, warning or None).
+
+    '' means CUDA when onnxruntime has it, else the CPU (infer_bag's default).
+    """
+    text = requested.strip().lower()
+    available = ort.get_available_providers()
+    if text == "cpu":
+        return ["CPUExecutionProvider"], "cpu", None
+    if text and text != "cuda" and not text.startswith("cuda:"):
+        raise ValueError(f"device '{requested}' is not understood; use 'cuda', 'cuda:N' or 'cpu'")
+    index = 0
+    if text.startswith("cuda:"):
+        try:
+            index = int(text[len("cuda:"):])
+        except ValueError as error:
+            raise ValueError(f"device '{requested}' is not a valid device ({error})") from error
+    if "CUDAExecutionProvider" in available:
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], f"cuda:{index}", None
+    if not text:
+        return ["CPUExecutionProvider"], "cpu", None
+    return ["CPUExecutionProvider"], "cpu", (
+        f"device '{requested}' requested but onnxruntime {ort.__version__} has no CUDAExecutionProvider "
+        f"(available: {', '.join(available)}); running on the CPU. Install onnxruntime-gpu for CUDA, or set "
+        "device:=cpu to silence this warning."
+    )
+
+
+def default_threads() -> int:
+    """As many intra-op threads as PyTorch uses (it honours OMP_NUM_THREADS), so both backends compare."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+class OnnxDepthEstimator:
+    """Runs an exported .onnx depth network and returns metric depth at the image's resolution.
+
+    Same contract as inference.DepthEstimator: depth in metres = network depth * the model's
+    depth_scale * ``extra_scale``; the network sees the whole image resized to the model's input.
+    """
+
+    def __init__(self, path, device: str = "cpu", half: bool = False, threads: Optional[int] = None,
+                 spinning: bool = False):
+        """``threads``: intra-op threads (default: PyTorch's count). ``spinning``: let idle pool threads
+        busy-wait for the next run (onnxruntime's default); off, they leave the cores to the rest of the
+        node (point cloud, DDS) between frames."""
+        self.path = Path(path)
+        ort = import_onnxruntime(self.path)
+        if not self.path.exists():
+            raise OnnxModelError(f"model file {self.path} does not exist. {HOW_TO_EXPORT}.")
+        if self.path.is_dir():
+            raise OnnxModelError(f"model path {self.path} is a directory; give the .onnx file inside it")
+        providers, self.device, warning = _select_providers(ort, device)
+        self.warnings: List[str] = [warning] if warning else []
+        if half:
+            self.warnings.append(
+                "half_precision is ignored for .onnx models (they run in float32); for float16 build a TensorRT "
+                "engine (trtexec --fp16, see README 'ONNX and TensorRT')"
+            )
+        self.half = False
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: the node reports what matters itself
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types for every parse failure
+            raise OnnxModelError(
+                f"{self.path}: not a valid ONNX model ({_first_line(error)}). {HOW_TO_EXPORT}."
+            ) from error
+        self.providers = self.session.get_providers()
+        if providers[0] != "CPUExecutionProvider" and self.providers[0] == "CPUExecutionProvider":
+            self.device = "cpu"
+            self.warnings.append(
+                "onnxruntime could not start its CUDAExecutionProvider (see its log; CUDA or cuDNN libraries "
+                "missing?); running on the CPU"
+            )
+        self.metadata = _session_metadata(self.session, self.path)
+        self._input_name, self._output_name = _check_signature(self.session, self.metadata, self.path)
+        self.times = StageTimes()
+        self._min_disparity = 1.0 / self.metadata.max_depth
+        self._disparity_span = 1.0 / self.metadata.min_depth - 1.0 / self.metadata.max_depth
+
+    @property
+    def backend(self) -> str:
+        return f"onnxruntime ({self.providers[0]})"
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """(width, height) the network runs at."""
+        return self.metadata.input_width, self.metadata.input_height
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 in [0, 1], as DepthEstimator.preprocess computes it."""
+        width, height = self.input_size
+        if rgb.shape[1] != width or rgb.shape[0] != height:
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        planar = np.ascontiguousarray(np.transpose(rgb, (2, 0, 1)))[None]
+        return np.divide(planar, np.float32(255.0), dtype=np.float32)
+
+    def disparity(self, image: np.ndarray) -> np.ndarray:
+        """(B, 3, h, w) float32 -> sigmoid disparity (B, 1, h, w) at the network's full resolution."""
+        return self.session.run([self._output_name], {self._input_name: image})[0]
+
+    def disparity_to_metric_depth(
+        self, disparity: np.ndarray, height: int, width: int, extra_scale: float = 1.0
+    ) -> np.ndarray:
+        """disparity (1, 1, h, w) -> (height, width) float32 metres, as DepthEstimator computes it."""
+        scaled = np.asarray(disparity, dtype=np.float32)[0, 0] * np.float32(self._disparity_span)
+        scaled += np.float32(self._min_disparity)
+        if scaled.shape != (height, width):
+            scaled = cv2.resize(scaled, (width, height), interpolation=cv2.INTER_LINEAR)
+        return np.divide(np.float32(self.metadata.depth_scale * extra_scale), scaled, out=scaled)
+
+    def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""
+        start = time.perf_counter()
+        image = self.preprocess(rgb)
+        after_pre = time.perf_counter()
+        disparity = self.disparity(image)
+        after_forward = time.perf_counter()
+        depth = self.disparity_to_metric_depth(disparity, rgb.shape[0], rgb.shape[1], extra_scale)
+        end = time.perf_counter()
+        self.times = StageTimes(after_pre - start, after_forward - after_pre, end - after_forward)
+        return depth
+
+
+def _session_metadata(session, path: Path) -> ModelMetadata:
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if text is None:
+        raise OnnxModelError(
+            f"{path}: ONNX model without mono_depth_ros metadata (metadata_props '{METADATA_KEY}'), so its input "
+            f"size, depth range and scale are unknown; it was not written by export_onnx. {HOW_TO_EXPORT}."
+        )
+    return ModelMetadata.from_json(text, source=str(path))
+
+
+def _check_signature(session, metadata: ModelMetadata, path: Path) -> Tuple[str, str]:
+    """The session's one image input and disparity output must fit the metadata -> their names."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    expected_in = [3, metadata.input_height, metadata.input_width]
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or list(inputs[0].shape[1:]) != expected_in:
+        found = ", ".join(f"{i.name} {i.shape}" for i in inputs)
+        raise OnnxModelError(
+            f"{path}: the network's input is {found}, but its metadata says (batch, 3, {metadata.input_height}, "
+            f"{metadata.input_width}); the file was edited or its metadata belongs to another model. {HOW_TO_EXPORT}."
+        )
+    if len(outputs) < 1 or len(outputs[0].shape) != 4 or list(outputs[0].shape[1:]) != [1] + expected_in[1:]:
+        found = ", ".join(f"{o.name} {o.shape}" for o in outputs)
+        raise OnnxModelError(
+            f"{path}: the network's output is {found}, expected a (batch, 1, {metadata.input_height}, "
+            f"{metadata.input_width}) disparity. {HOW_TO_EXPORT}."
+        )
+    return inputs[0].name, outputs[0].name
+
+
+def read_onnx_metadata(path) -> ModelMetadata:
+    """The mono_depth_ros metadata stored in an .onnx file (needs onnxruntime; loads the model)."""
+    return OnnxDepthEstimator(path, "cpu", threads=1).metadata
+
+
+# ---- backend choice ------------------------------------------------------------------------------
+@dataclass
+class LoadedEstimator:
+    """An estimator ready to run, and what to tell the user about it."""
+
+    estimator: object  # inference.DepthEstimator or OnnxDepthEstimator
+    metadata: ModelMetadata
+    path: Path
+    backend: str  # "PyTorch" or "onnxruntime (CPUExecutionProvider)", ...
+    device: str  # where the network runs: "cpu", "cuda:0"
+    warnings: List[str] = field(default_factory=list)
+    model: Optional[object] = None  # the model_file.LoadedModel of a .safetensors file (its pose_net too); None for .onnx
+
+
+def load_estimator(path: Union[str, Path], device: str = "cuda", half: bool = False,
+                   threads: Optional[int] = None) -> LoadedEstimator:
+    """Load a model file for inference, choosing the backend by its extension.
+
+    ``.onnx``: onnxruntime (CUDAExecutionProvider when ``device`` asks for CUDA and onnxruntime
+    has it, else the CPU); anything else: a ``.safetensors`` model file run by PyTorch.
+    ``device``: 'cuda', 'cuda:N', 'cpu', or '' for CUDA when available. Raises ModelFileError
+    (with what to do) for missing or bad files, ValueError for a device it does not understand.
+    ``threads`` sets onnxruntime's thread count (PyTorch's is process-wide: torch.set_num_threads).
+    """
+    path = Path(path)
+    if is_onnx_path(path):
+        onnx_estimator = OnnxDepthEstimator(path, device, half, threads)
+        return LoadedEstimator(onnx_estimator, onnx_estimator.metadata, path, onnx_estimator.backend,
+                               onnx_estimator.device, list(onnx_estimator.warnings))
+    import torch
+
+    from .inference import DepthEstimator, resolve_device
+    from .model_file import load_model_file
+
+    if device.strip():
+        torch_device, warning = resolve_device(device)
+    else:
+        torch_device, warning = torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
+    model = load_model_file(path, device="cpu")
+    estimator = DepthEstimator(model, torch_device, half=half)
+    return LoadedEstimator(estimator, model.metadata, model.path, "PyTorch", str(torch_device),
+                           [warning] if warning else [], model)
+
+
+def describe(loaded: LoadedEstimator) -> str:
+    """'PyTorch on cpu', 'onnxruntime (CUDAExecutionProvider) on cuda:0' (+ ' in float16')."""
+    half = getattr(loaded.estimator, "half", False)
+    return f"{loaded.backend} on {loaded.device}" + (" in float16" if half else "")
