@@ -28,11 +28,17 @@ class DepthNodeConfig:
     publish_colored_depth: bool = True
     max_image_pixels: int = 16_000_000
     require_matching_frame_id: bool = True
+    publish_odometry: bool = False
+    odom_frame: str = "odom"
+    odometry_child_frame: str = ""
+    publish_tf: bool = True
+    odometry_max_gap: float = 0.5
+    odometry_drift: float = 0.05
 
 
 # name -> (read_only, description). Read-only parameters need a restart (they rebuild the model).
 NODE_PARAMETER_DOCS: Dict[str, tuple] = {
-    "model_path": (True, "Model file (.safetensors) to run. Required."),
+    "model_path": (True, "Model file to run: .safetensors (PyTorch) or .onnx from export_onnx (onnxruntime). Required."),
     "device": (True, "'cuda', 'cuda:N' or 'cpu'. Falls back to the CPU with one warning when CUDA is missing."),
     "half_precision": (True, "Run the network in float16 on CUDA (ignored on the CPU)."),
     "min_depth": (False, "Metres. Closer depth is published as -inf in `depth` and NaN in `points` (REP 118)."),
@@ -54,6 +60,25 @@ NODE_PARAMETER_DOCS: Dict[str, tuple] = {
         False,
         "Skip images whose header.frame_id differs from the camera_info's (a camera_info of another camera, or "
         "of the camera before a frame_id change). An empty camera_info frame_id matches any image.",
+    ),
+    "publish_odometry": (
+        True,
+        "Run the model's pose network on consecutive frames and publish `odom` (nav_msgs/Odometry) and, with "
+        "publish_tf, the transform odom_frame -> camera. Needs a model file with a pose network.",
+    ),
+    "odom_frame": (True, "Frame of the odometry (REP 105): the camera's body frame (x forward, z up) at the first frame."),
+    "odometry_child_frame": (
+        True,
+        "Child frame of `odom` and of the transform; empty = the image's frame_id. Must not already have a tf parent.",
+    ),
+    "publish_tf": (True, "With publish_odometry: broadcast odom_frame -> child frame on /tf (needs tf2_ros)."),
+    "odometry_max_gap": (
+        False,
+        "Seconds. A longer gap between processed frames (or a stamp going back) restarts the odometry at the origin.",
+    ),
+    "odometry_drift": (
+        False,
+        "Position error per metre travelled that the covariances report (0.05 = 5 %; see README, 'Visual odometry').",
     ),
 }
 
@@ -105,6 +130,12 @@ def parameter_error(name: str, value: Any, config: Optional[DepthNodeConfig] = N
         return f"parameter 'points_stride' must be between 1 and 64, got {value}"
     if name == "max_image_pixels" and value < 1:
         return f"parameter 'max_image_pixels' must be >= 1, got {value}"
+    if name == "odometry_max_gap" and value <= 0:
+        return f"parameter 'odometry_max_gap' must be > 0, got {value}"
+    if name == "odometry_drift" and value < 0:
+        return f"parameter 'odometry_drift' must be >= 0, got {value}"
+    if name == "odom_frame" and not value.strip():
+        return "parameter 'odom_frame' must not be empty"
     return None
 
 

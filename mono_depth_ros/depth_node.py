@@ -23,6 +23,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSHistoryPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
+from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from .camera import CameraInfoError
@@ -34,6 +35,7 @@ from .model_file import HOW_TO_GET_A_MODEL, ModelFileError
 from .onnx_backend import describe, load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 from .networks import encoder_label
+from .visual_odometry import PoseRunner, VisualOdometry, chain_break_reason, matrix_to_quaternion
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -133,9 +135,47 @@ class DepthNode(Node):
                 "this model's depth is not metric and depth_scale is 1.0: distances are relative, not metres "
                 "(see README, 'Scale')"
             )
+        self._setup_odometry(model)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
         self._worker.start()
+
+    def _setup_odometry(self, model) -> None:
+        """Pose network, odometry state, `odom` publisher and tf broadcaster, when publish_odometry is set."""
+        self._odometry: Optional[VisualOdometry] = None
+        if not self._config.publish_odometry:
+            return
+        loaded = getattr(model, "model", None)
+        if loaded is None:
+            raise StartupError(
+                f"publish_odometry needs the pose network, which {model.path.name} does not carry (.onnx files hold "
+                "the depth network only): run the .safetensors model file"
+            )
+        if loaded.pose_net is None:
+            raise StartupError(
+                f"publish_odometry is set but {model.path} has no pose network: train with mode mono or mono+stereo "
+                "(stereo-only training has none), or set publish_odometry false"
+            )
+        self._pose_runner = PoseRunner(loaded.pose_net, self._estimator.device)
+        # The pose network shares the depth network's scale: metres for metric models.
+        self._odometry = VisualOdometry(translation_scale=model.metadata.depth_scale * self._config.depth_scale,
+                                        drift=self._config.odometry_drift)
+        self._previous_input = None
+        self._previous_stamp_s: Optional[float] = None
+        self._previous_frame_id = ""
+        self._odom_pub = self.create_publisher(Odometry, "odom", 10)
+        self._tf_broadcaster = None
+        if self._config.publish_tf:
+            try:
+                from tf2_ros import TransformBroadcaster
+            except ImportError as error:
+                self.get_logger().warning(
+                    f"publish_tf is set but tf2_ros cannot be imported ({error}); only `odom` is published"
+                )
+            else:
+                self._tf_broadcaster = TransformBroadcaster(self)
+        if not model.metadata.metric and self._config.depth_scale == 1.0:
+            self.get_logger().warning("odometry of a non-metric model is in model units, not metres (set depth_scale)")
 
     def _create_endpoints(self) -> None:
         output_qos = QoSProfile(
@@ -311,8 +351,59 @@ class DepthNode(Node):
             self._points_pub.publish(self._cloud_message(msg, self._pipeline.cloud(depth, rgb, K, config)))
         if config.publish_colored_depth:
             self._colored_pub.publish(self._colored_message(msg, self._pipeline.colored(depth)))
+        if self._odometry is not None and not self._shutting_down():
+            self._update_odometry(msg, rgb, config)
         self.frames_published += 1
         return True
+
+    def _update_odometry(self, msg: Image, rgb: np.ndarray, config: DepthNodeConfig) -> None:
+        """Chain this frame's motion from the previous processed frame and publish odom (+ tf)."""
+        stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        network_input = self._estimator.preprocess(rgb)
+        reason = chain_break_reason(self._previous_stamp_s, stamp_s, config.odometry_max_gap)
+        if reason is None and self._previous_frame_id and msg.header.frame_id != self._previous_frame_id:
+            reason = "frame", f"the camera frame changed from '{self._previous_frame_id}' to '{msg.header.frame_id}'"
+        if reason is not None:
+            kind, text = reason
+            self._warn(f"odometry restart: {kind}", f"odometry restarts at the origin: {text}")
+            self._odometry.reset()
+            self._previous_input = None
+        self._odometry.translation_scale = self._estimator.metadata.depth_scale * config.depth_scale
+        self._odometry.drift = config.odometry_drift
+        previous, self._previous_input = self._previous_input, network_input
+        previous_stamp_s, self._previous_stamp_s = self._previous_stamp_s, stamp_s
+        self._previous_frame_id = msg.header.frame_id
+        if previous is None:
+            return  # the first frame sets the origin
+        motion = self._pose_runner.relative_pose(previous, network_input)
+        estimate = self._odometry.update(motion, stamp_s - previous_stamp_s)
+        child = config.odometry_child_frame or msg.header.frame_id
+        odometry = Odometry()
+        odometry.header.stamp = msg.header.stamp
+        odometry.header.frame_id = config.odom_frame
+        odometry.child_frame_id = child
+        position, orientation = odometry.pose.pose.position, odometry.pose.pose.orientation
+        position.x, position.y, position.z = (float(v) for v in estimate.T_odom_camera[:3, 3])
+        orientation.x, orientation.y, orientation.z, orientation.w = (
+            float(v) for v in matrix_to_quaternion(estimate.T_odom_camera[:3, :3])
+        )
+        odometry.pose.covariance = [float(v) for v in estimate.pose_covariance.reshape(-1)]
+        linear, angular = odometry.twist.twist.linear, odometry.twist.twist.angular
+        linear.x, linear.y, linear.z = (float(v) for v in estimate.linear_velocity)
+        angular.x, angular.y, angular.z = (float(v) for v in estimate.angular_velocity)
+        odometry.twist.covariance = [float(v) for v in estimate.twist_covariance.reshape(-1)]
+        self._odom_pub.publish(odometry)
+        if self._tf_broadcaster is not None:
+            from geometry_msgs.msg import TransformStamped
+
+            transform = TransformStamped()
+            transform.header = odometry.header
+            transform.child_frame_id = child
+            transform.transform.translation.x = position.x
+            transform.transform.translation.y = position.y
+            transform.transform.translation.z = position.z
+            transform.transform.rotation = orientation
+            self._tf_broadcaster.sendTransform(transform)
 
     # ---- messages ----------------------------------------------------------------------------
     @staticmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -134,14 +134,14 @@ class PoseRunner:
         return pose_vector_to_matrix(axis_angle.double(), translation.double())[0].cpu().numpy()
 
 
-def chain_break_reason(previous_stamp_s: Optional[float], stamp_s: float, max_gap_s: float) -> Optional[str]:
-    """Why the odometry must restart before this frame (None when it can chain): time went backwards
-    (a bag restarted) or too long since the previous frame for the network's frame-to-frame motion."""
+def chain_break_reason(previous_stamp_s: Optional[float], stamp_s: float, max_gap_s: float) -> Optional[Tuple[str, str]]:
+    """Why the odometry must restart before this frame -> (kind, text), or None when it can chain: time
+    went backwards (a bag restarted) or too long since the previous frame for frame-to-frame motion."""
     if previous_stamp_s is None:
         return None
     dt = stamp_s - previous_stamp_s
     if dt <= 0.0:
-        return f"the image stamp went back by {-dt:.3f} s (a replayed bag?)"
+        return "stamp went back", f"the image stamp went back by {-dt:.3f} s (a replayed bag?)"
     if dt > max_gap_s:
-        return f"{dt:.2f} s since the previous frame, more than odometry_max_gap ({max_gap_s} s)"
+        return "gap", f"{dt:.2f} s since the previous frame, more than odometry_max_gap ({max_gap_s} s)"
     return None

@@ -40,7 +40,8 @@ def test_every_field_is_documented_and_in_the_yaml():
         assert isinstance(read_only, bool) and len(description) > 10, name
         assert section[name] == getattr(DepthNodeConfig(), name), name
     # Parameters that rebuild the model need a restart; the rest can change at run time.
-    assert {n for n, (ro, _) in NODE_PARAMETER_DOCS.items() if ro} == {"model_path", "device", "half_precision"}
+    assert {n for n, (ro, _) in NODE_PARAMETER_DOCS.items() if ro} == {
+        "model_path", "device", "half_precision", "publish_odometry", "odom_frame", "odometry_child_frame", "publish_tf"}
 
 
 def test_apply_parameters_accepts_valid_changes_and_converts_int_to_float():

@@ -87,8 +87,10 @@ def test_quaternion_rotates_like_the_matrix(axis_angle):
 def test_chain_break_reasons():
     assert chain_break_reason(None, 10.0, 0.5) is None
     assert chain_break_reason(10.0, 10.1, 0.5) is None
-    assert "went back by 0.500 s" in chain_break_reason(10.0, 9.5, 0.5)
-    assert "2.00 s since the previous frame" in chain_break_reason(10.0, 12.0, 0.5)
+    assert chain_break_reason(10.0, 9.5, 0.5)[0] == "stamp went back"
+    assert "went back by 0.500 s" in chain_break_reason(10.0, 9.5, 0.5)[1]
+    assert chain_break_reason(10.0, 12.0, 0.5) == (
+        "gap", "2.00 s since the previous frame, more than odometry_max_gap (0.5 s)")
 
 
 def test_pose_runner_returns_the_networks_rigid_motion():
