@@ -46,3 +46,16 @@ def drop_large_outputs(tmp_path):
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix in (".pt", ".safetensors", ".tmp"):
             path.unlink()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread (here and in child processes, via OMP_NUM_THREADS) for a module of small
+    networks: as fast as two on a quiet machine, and not slowed many times over when other processes
+    load the cores (OpenMP threads wait for each other). Use with pytest.mark.usefixtures."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)

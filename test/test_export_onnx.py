@@ -32,15 +32,7 @@ from test_import_monodepth2 import plausible_weights  # noqa: E402  (test/ is on
 WIDTH, HEIGHT = 128, 64
 TOLERANCE = 1e-4  # the issue's bound: onnxruntime vs PyTorch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these small networks: as fast as two on a quiet machine, and not
-    slowed many times over when other processes load the cores (OpenMP threads wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.lru_cache(maxsize=None)

@@ -36,15 +36,7 @@ HEIGHT, WIDTH = 64, 128  # small, multiples of 32 as Monodepth2 requires
 DECODER_CHANNELS = [16, 32, 64, 128, 256]  # Monodepth2's num_ch_dec
 TOLERANCE = 1e-5  # max |disparity difference|, the issue's bound
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these small networks: as fast as two on a quiet machine, and not
-    slowed many times over when other processes load the cores (OpenMP threads wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---- Monodepth2's layout, rebuilt -----------------------------------------------------------------

@@ -18,16 +18,7 @@ from mono_depth_ros.export_onnx import export_onnx  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import load_model_file  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread here and in the node: small networks, and steady when other processes load the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")  # the node's PyTorch, and so its onnxruntime (default_threads)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
