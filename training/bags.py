@@ -776,7 +776,8 @@ def discover_topics(
             raise BagError(
                 f"no CameraInfo for {selection.image} in bag {reader.path} (looked for one in "
                 f"{camera_namespace(selection.image)}/): {hint}give the intrinsics as data.K in the config "
-                f"(3x3 row-major, native image size). {listing}"
+                f"(3x3 row-major, native image size), or learn them (model.intrinsics=learned, mode mono or "
+                f"mono+stereo). {listing}"
             )
 
     # Right camera.

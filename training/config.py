@@ -12,9 +12,9 @@ smoothness 1e-3, scales 0-3, depth range 0.1-100).
 from __future__ import annotations
 
 import dataclasses
-import os
 import difflib
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from mono_depth_ros.networks import ENCODERS, SUPPORTED_RESNETS
+from mono_depth_ros.networks import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS
 
 from .data import DataConfig
 
@@ -56,6 +56,17 @@ class ModelConfig:
     initial_depth: float = 0.0
     min_depth: float = 0.1  # metres for metric modes; the network's output range
     max_depth: float = 100.0
+    # Extensions (README, "Trainer extensions"); each off by default.
+    # given: camera_info / data.K. learned: a camera head on the pose encoder predicts K (bags without a
+    # calibration; needs temporal frames: mode mono or mono+stereo). refine: it corrects the given K.
+    intrinsics: str = "given"
+    upsampling: str = "nearest"  # decoder: nearest (Monodepth2) | pixel_shuffle (ESPCN sub-pixel convolution)
+    # Frozen LR-ASPP MobileNetV3 segmentation features fused into the depth encoder (COCO/VOC weights
+    # when model.pretrained and torchvision can download them, else random with a warning).
+    semantic: bool = False
+    # Stereo modes: the depth network predicts left and right disparity from the left image (Monodepth
+    # v1), one forward pass per sample instead of one per view.
+    stereo_head: bool = False
 
 
 @dataclass
@@ -272,6 +283,8 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
 def _accepts_str(hint) -> bool:
     if hint is str:
         return True
+    if typing.get_origin(hint) in (list, tuple):  # List[str] takes a YAML list, not a string
+        return False
     return any(arg is str for arg in typing.get_args(hint))
 
 
@@ -350,6 +363,15 @@ def validate_config(config: TrainConfig) -> None:
         f"model.scales is {model.scales}; use distinct values from 0-3 including 0",
     )
     need(0 < model.min_depth < model.max_depth, f"model depth range [{model.min_depth}, {model.max_depth}] needs 0 < min < max")
+    need(model.intrinsics in INTRINSICS_MODES,
+         f"model.intrinsics is '{model.intrinsics}'; choose one of {', '.join(INTRINSICS_MODES)}")
+    need(model.intrinsics == "given" or config.mode in TEMPORAL_MODES,
+         f"model.intrinsics={model.intrinsics} needs temporal frames (mode mono or mono+stereo): the camera head "
+         f"sits on the pose network, and a rectified stereo pair alone cannot tell focal length from depth")
+    need(model.upsampling in DECODER_UPSAMPLING,
+         f"model.upsampling is '{model.upsampling}'; choose one of {', '.join(DECODER_UPSAMPLING)}")
+    need(not model.stereo_head or config.mode in STEREO_MODES,
+         f"model.stereo_head needs a stereo mode (stereo or mono+stereo), not mode {config.mode}")
     optim = config.optim
     need(optim.lr > 0, f"optim.lr is {optim.lr}; must be > 0")
     need(optim.batch_size >= 1, f"optim.batch_size is {optim.batch_size}; must be >= 1")

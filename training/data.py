@@ -24,9 +24,11 @@ import torch
 from torch.utils.data import Dataset
 
 from mono_depth_ros.geometry import scale_intrinsics
+from mono_depth_ros.networks import LEARNED_FOCAL_PRIOR
 
 from . import bags
 from .bags import BagError, BagReader, CameraModel, StreamSummary, TopicSelection
+from .weather import WEATHER_EFFECTS, sample_weather
 
 MODES = ("mono", "stereo", "mono+stereo")
 CACHE_VERSION = 1
@@ -59,6 +61,10 @@ class DataConfig:
     saturation: float = 0.2
     hue: float = 0.1
     flip_probability: float = 0.5
+    # Weather on the networks' input only (like colour jitter): share of samples that get one effect,
+    # drawn from `weather`, identical on every frame of the sample. 0 = off.
+    weather_probability: float = 0.0
+    weather: List[str] = field(default_factory=lambda: list(WEATHER_EFFECTS))
     cache_dir: str = ""  # "" = ~/.cache/mono_depth_ros/frames
     num_workers: int = 2
 
@@ -76,6 +82,14 @@ class DataConfig:
             problems.append(f"flip_probability = {self.flip_probability}; must be in [0, 1]")
         if self.hue < 0 or self.hue > 0.5 or min(self.brightness, self.contrast, self.saturation) < 0:
             problems.append("colour jitter: brightness, contrast, saturation must be >= 0 and hue in [0, 0.5]")
+        if not 0.0 <= self.weather_probability <= 1.0:
+            problems.append(f"weather_probability = {self.weather_probability}; must be in [0, 1] (0 = off)")
+        unknown = [name for name in self.weather if name not in WEATHER_EFFECTS]
+        if unknown or len(set(self.weather)) != len(self.weather) or (self.weather_probability > 0 and not self.weather):
+            problems.append(
+                f"weather = {list(self.weather)}; list distinct effects from {', '.join(WEATHER_EFFECTS)}"
+                + (" (at least one when weather_probability > 0)" if not self.weather else "")
+            )
         if self.K is not None:
             K = np.asarray(self.K, dtype=np.float64).reshape(-1)
             if K.size != 9 or K[0] <= 0 or K[4] <= 0:
@@ -101,6 +115,9 @@ class DataReport:
     has_odometry: bool = False
     has_depth_gt: bool = False
     normalized_intrinsics: Optional[List[float]] = None  # [fx/W, fy/H, cx/W, cy/H] of the native image
+    # False: no bag had a calibration (camera_info or data.K); K is a placeholder that only learned
+    # intrinsics (model.intrinsics: learned) may replace, and normalized_intrinsics is None.
+    calibrated: bool = True
     train_samples: int = 0
     val_samples: int = 0
     mode: str = "mono"
@@ -127,7 +144,9 @@ class DataReport:
                 f"{self.training_size[0]}x{self.training_size[1]}, "
                 f"distortion {self.distortion_model or 'none'}{' (undistorted)' if self.rectified else ''}"
             )
-        if self.K_native is not None:
+        if self.K_native is not None and not self.calibrated:
+            lines.append("  K unknown (no camera_info, no data.K): the intrinsics are learned")
+        elif self.K_native is not None:
             lines.append(f"  K {np.round(np.asarray(self.K_native), 3).tolist()}")
         lines.append(
             f"  odometry {'yes' if self.has_odometry else 'no'}, "
@@ -253,10 +272,22 @@ def _camera_json(camera: Optional[CameraModel]) -> Optional[dict]:
     }
 
 
+def placeholder_intrinsics(width: int, height: int) -> np.ndarray:
+    """K (3, 3) standing in for an unknown calibration (learned intrinsics replace it in training):
+    the camera head's starting point, focal LEARNED_FOCAL_PRIOR * W, principal point at the centre."""
+    focal = LEARNED_FOCAL_PRIOR * width
+    return np.array([[focal, 0.0, (width - 1) / 2.0], [0.0, focal, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
 def _decode_bag_into_cache(
-    reader: BagReader, selection: TopicSelection, config: DataConfig, stereo: bool, directory: Path, log
+    reader: BagReader, selection: TopicSelection, config: DataConfig, stereo: bool, directory: Path, log,
+    require_calibration: bool = True,
 ) -> dict:
-    """Decode the selected topics of one bag into directory/{left,right,depth,thumbs}.npy + meta.json."""
+    """Decode the selected topics of one bag into directory/{left,right,depth,thumbs}.npy + meta.json.
+
+    Without ``require_calibration`` a bag with neither camera_info nor data.K is decoded with a
+    placeholder K (meta "calibrated": false) instead of refused.
+    """
     training_size = (config.width, config.height)
     config_K = None if config.K is None else np.asarray(config.K, dtype=np.float64).reshape(3, 3)
     # The calibration is needed before the first image is prepared, so peek at it.
@@ -264,10 +295,11 @@ def _decode_bag_into_cache(
     if selection.camera_info:
         first = reader.first_message(selection.camera_info)
         camera = None if first is None else bags.camera_model_from_msg(first)
-    if camera is None and config_K is None:
+    if camera is None and config_K is None and require_calibration:
         raise BagError(
             f"camera_info {selection.camera_info or '(none)'} in bag {reader.path} has no usable calibration "
-            f"(K is all zeros or no messages); give the intrinsics as K in the config (3x3 row-major)"
+            f"(K is all zeros or no messages); give the intrinsics as K in the config (3x3 row-major), "
+            f"or learn them (model.intrinsics=learned, mode mono or mono+stereo)"
         )
     config_K_note = []
     if camera is not None and config_K is not None and not np.allclose(camera.K, config_K):
@@ -309,11 +341,12 @@ def _decode_bag_into_cache(
                     ) from None
                 model = camera
             else:
-                K_native = config_K
-                model = CameraModel(config_K, np.zeros(5), "plumb_bob", size[0], size[1], np.zeros((3, 4)))
+                K_native = config_K if config_K is not None else placeholder_intrinsics(*size)
+                model = CameraModel(K_native, np.zeros(5), "plumb_bob", size[0], size[1], np.zeros((3, 4)))
             preparers["left"] = _FramePreparer(model, K_native, size, training_size)
             info.update(K_native=K_native.tolist(), native_size=list(size), rectified=bool(model.is_distorted),
-                        distortion_model=model.distortion_model if model.is_distorted else "")
+                        distortion_model=model.distortion_model if model.is_distorted else "",
+                        calibrated=camera is not None or config_K is not None)
         return preparers["left"]
 
     def right_preparer(size):
@@ -404,12 +437,14 @@ def _decode_bag_into_cache(
     return meta
 
 
-def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = print) -> BagCache:
+def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = print,
+             require_calibration: bool = True) -> BagCache:
     """Find topics in a bag and return its decoded frames, decoding only on a cache miss.
 
     What was left out of the bag (damage, frames skipped for a calibration or size change,
     undecodable images) is logged as WARNING lines, on a cache hit too, and kept in
-    ``meta["damage"]`` / ``meta["notes"]``.
+    ``meta["damage"]`` / ``meta["notes"]``. Without ``require_calibration`` (learned intrinsics) a bag
+    without camera_info and data.K is used with a placeholder K (``meta["calibrated"]`` false).
     """
     stereo = mode != "mono"
     bag_path = Path(path).expanduser()
@@ -435,18 +470,18 @@ def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = p
             odometry_topic=config.odometry_topic,
             depth_topic=config.depth_topic,
             need_stereo=stereo,
-            have_config_K=config.K is not None,
+            have_config_K=config.K is not None or not require_calibration,
         )
-        return _decode_to_cache(reader, selection, config, stereo, root, directory, log)
+        return _decode_to_cache(reader, selection, config, stereo, root, directory, log, require_calibration)
 
 
 def _decode_to_cache(reader: BagReader, selection: TopicSelection, config: DataConfig, stereo: bool,
-                     root: Path, directory: Path, log) -> BagCache:
+                     root: Path, directory: Path, log, require_calibration: bool = True) -> BagCache:
     log(f"decoding {reader.path} ({bags.describe_selection(selection)}) into cache {directory}")
     scratch = root / f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
     try:
-        meta = _decode_bag_into_cache(reader, selection, config, stereo, scratch, log)
+        meta = _decode_bag_into_cache(reader, selection, config, stereo, scratch, log, require_calibration)
         for note in meta["notes"]:  # damage was logged by the reader as it was found
             log(f"WARNING: {note}")
         try:
@@ -746,6 +781,10 @@ class BagDataset(Dataset):
             augmented = images
             if torch.rand(()) < COLOUR_JITTER_PROBABILITY:
                 augmented = ColourJitter.sample(self.config)(images)
+            # (no random number is drawn when weather is off: the other augmentations stay as they were)
+            weather_probability = getattr(self.config, "weather_probability", 0.0)
+            if weather_probability > 0 and torch.rand(()) < weather_probability:
+                augmented = sample_weather(self.config.weather, self.height, self.width)(augmented)
         sample: Dict[str, torch.Tensor] = {}
         for position, name in enumerate(names):
             sample[name] = images[position]
@@ -762,13 +801,15 @@ class BagDataset(Dataset):
 
 
 def build_datasets(bag_paths: Sequence[str], config: DataConfig, mode: str,
-                   log: Callable[[str], None] = print) -> Tuple[BagDataset, BagDataset, DataReport]:
+                   log: Callable[[str], None] = print,
+                   require_calibration: bool = True) -> Tuple[BagDataset, BagDataset, DataReport]:
     """Training and validation datasets from rosbag2 recordings, plus a report of what was used.
 
     Raises BagError for unusable input (no images, too few frames, camera_info missing without
     config K, ambiguous topics, nothing left after damage). Frames taken while the calibration
     or the image size differed from the bag's first are left out (report.dropped) and explained
-    in report.warnings.
+    in report.warnings. ``require_calibration=False`` (model.intrinsics: learned) accepts bags without
+    camera_info and data.K: their K is a placeholder and report.calibrated is False.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
@@ -782,8 +823,13 @@ def build_datasets(bag_paths: Sequence[str], config: DataConfig, mode: str,
     train: List[SampleRef] = []
     val: List[SampleRef] = []
     for bag_index, path in enumerate(bag_paths):
-        cache = load_bag(path, config, mode, log)
+        cache = load_bag(path, config, mode, log, require_calibration)
         meta = cache.meta
+        if require_calibration and not meta.get("calibrated", True):  # decoded earlier for learned intrinsics
+            raise BagError(
+                f"bag {meta['bag']} has no usable calibration (no camera_info with a non-zero K); give the "
+                f"intrinsics as K in the config (3x3 row-major), or learn them (model.intrinsics=learned)"
+            )
         caches.append(cache)
         report.cache_hits += int(meta.get("cache_hit", False))
         report.bags.append(meta["bag"])
@@ -804,16 +850,18 @@ def build_datasets(bag_paths: Sequence[str], config: DataConfig, mode: str,
                     f"Set baseline_m in the config (metres between the cameras)."
                 )
         baselines.append(baseline)
+        calibrated = bool(meta.get("calibrated", True))
         if report.K_native is None:
             report.K_native = K_native.tolist()
             report.native_size = (int(native_w), int(native_h))
             report.distortion_model = meta["distortion_model"]
             report.rectified = bool(meta["rectified"])
             report.baseline_m = baseline
+            report.calibrated = calibrated
             report.normalized_intrinsics = [
                 K_native[0, 0] / native_w, K_native[1, 1] / native_h,
                 K_native[0, 2] / native_w, K_native[1, 2] / native_h,
-            ]
+            ] if calibrated else None
         elif not np.allclose(K_native, report.K_native, rtol=1e-4) or tuple(meta["native_size"]) != report.native_size:
             report.warnings.append(f"bag {meta['bag']} has a different camera (K or size) than the first bag")
         report.has_odometry = report.has_odometry or bool(meta["odometry_stamps"])

@@ -47,7 +47,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from mono_depth_ros.geometry import invert_transform, pose_vector_to_matrix
 from mono_depth_ros.memory import keep_freed_memory_in_process
 from mono_depth_ros.model_file import ModelMetadata, save_model_file
-from mono_depth_ros.networks import DepthNet, PoseNet, PretrainedWeightsUnavailable
+from mono_depth_ros.networks import (
+    DepthNet,
+    PoseNet,
+    PretrainedWeightsUnavailable,
+    SemanticWeightsUnavailable,
+    intrinsics_from_camera_head,
+)
 
 from .config import (
     STEREO_MODES,
@@ -68,9 +74,13 @@ MODEL_NAME = "model.safetensors"
 # scheduler and position in the epoch that the checkpoint restores.
 STRUCTURAL_KEYS = (
     "mode", "model.encoder", "model.num_layers", "model.scales", "model.min_depth", "model.max_depth", "data.width", "data.height",
+    "model.intrinsics", "model.upsampling", "model.semantic", "model.stereo_head",
     "optim.lr", "optim.batch_size", "optim.schedule", "optim.scheduler_step", "optim.scheduler_gamma",
     "optim.warmup_fraction",
 )
+INTRINSICS_NAMES = ("fx", "fy", "cx", "cy")  # normalised: fx / W, fy / H, cx / W, cy / H
+# Samples the camera head averages over for the learned K the model file records.
+INTRINSICS_ESTIMATE_SAMPLES = 32
 
 
 class RunError(RuntimeError):
@@ -501,6 +511,18 @@ def _image(tensor: torch.Tensor) -> np.ndarray:
     return (array * 255.0 + 0.5).astype(np.uint8)
 
 
+def describe_intrinsics(learned: Sequence[float], calibration: Optional[Sequence[float]] = None) -> str:
+    """'learned K fx/W 0.712 (calibration 0.700), ...' for logs and reports."""
+    labels = ("fx/W", "fy/H", "cx/W", "cy/H")
+    parts = []
+    for index, label in enumerate(labels):
+        text = f"{label} {learned[index]:.3f}"
+        if calibration is not None:
+            text += f" (calibration {calibration[index]:.3f})"
+        parts.append(text)
+    return "learned K " + ", ".join(parts) + ("" if calibration is not None else " (no calibration to compare with)")
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -514,6 +536,7 @@ class StepOutput:
     warped: torch.Tensor  # (S, B, 3, H, W) scale-0 reconstructions of the target
     automask: torch.Tensor  # (B, 1, H, W)
     source_names: List[str]
+    intrinsics: Optional[torch.Tensor] = None  # (B, 4) learned fx/W, fy/H, cx/W, cy/H (unmirrored), detached
 
 
 @dataclass
@@ -525,6 +548,8 @@ class TrainResult:
     metric: bool
     losses: List[float] = field(default_factory=list)  # training loss of each step of this invocation
     validation: List[Dict[str, float]] = field(default_factory=list)  # one entry per validation
+    # model.intrinsics learned/refine: {"learned": [fx/W, fy/H, cx/W, cy/H], "calibration": same or None}
+    intrinsics: Dict[str, Optional[List[float]]] = field(default_factory=dict)
 
 
 REQUIRED_KEYS = {
@@ -568,6 +593,13 @@ class Trainer:
         self.temporal = config.mode in TEMPORAL_MODES
         self.stereo = config.mode in STEREO_MODES
         self.use_lr = self.stereo and config.loss.lr_consistency > 0
+        # Monodepth v1's stereo head: both views' disparities from the target alone (one forward pass).
+        self.stereo_head = self.stereo and config.model.stereo_head
+        # The other camera's image is a reconstruction target too: with left-right consistency, or
+        # always with the stereo head (it is what trains the head's second channel).
+        self.other_view = self.use_lr or self.stereo_head
+        self.learn_intrinsics = self.temporal and config.model.intrinsics != "given"
+        self.learned_intrinsics: Optional[List[float]] = None  # estimated when the model is exported
         # Velocity supervision needs odometry; the data report says whether the bags have it.
         self.use_velocity = (
             self.temporal and config.loss.velocity_weight > 0
@@ -591,6 +623,7 @@ class Trainer:
         parameters = list(self.depth_net.parameters())
         if self.pose_net is not None:
             parameters += list(self.pose_net.parameters())
+        parameters = [parameter for parameter in parameters if parameter.requires_grad]  # not the frozen semantic branch
         try:
             # The fused kernel is ~6x faster than the default per-tensor loop on the CPU too.
             self.optimizer = torch.optim.Adam(parameters, lr=config.optim.lr, fused=True)
@@ -663,25 +696,42 @@ class Trainer:
     def _build_networks(self) -> bool:
         config = self.config.model
         pretrained = config.pretrained
+        semantic_pretrained = pretrained
 
-        def build(use_pretrained: bool):
-            depth = DepthNet(config.num_layers, pretrained=use_pretrained, scales=config.scales, encoder=config.encoder)
-            pose = PoseNet(config.num_layers, pretrained=use_pretrained, encoder=config.encoder) if self.temporal else None
+        def build(use_pretrained: bool, use_semantic_pretrained: bool):
+            depth = DepthNet(
+                config.num_layers, pretrained=use_pretrained, scales=config.scales, encoder=config.encoder,
+                upsampling=config.upsampling, semantic=config.semantic, stereo_head=self.stereo_head,
+                semantic_pretrained=use_semantic_pretrained,
+            )
+            pose = None
+            if self.temporal:
+                pose = PoseNet(config.num_layers, pretrained=use_pretrained, encoder=config.encoder,
+                               camera_head=self.learn_intrinsics)
             return depth, pose
 
         # Rank 0 first, so only one process downloads ImageNet weights into the shared cache.
         if not self.context.is_main:
             self.context.barrier()
-        try:
-            depth, pose = build(pretrained)
-        except PretrainedWeightsUnavailable as error:
-            self.log(
-                f"WARNING: {error}\nWARNING: training starts from random weights; expect clearly worse "
-                "depth than with ImageNet initialisation. The model file records pretrained: false."
-            )
+        while True:  # each failure below switches one kind of weights off, so this ends
+            try:
+                depth, pose = build(pretrained, semantic_pretrained)
+                break
+            except SemanticWeightsUnavailable as error:
+                self.log(
+                    f"WARNING: {error}\nWARNING: the semantic branch starts from random weights and stays frozen: "
+                    "its features carry no semantics, so expect no gain from model.semantic. The model file "
+                    "records semantic_pretrained: false."
+                )
+                semantic_pretrained = False
+            except PretrainedWeightsUnavailable as error:
+                self.log(
+                    f"WARNING: {error}\nWARNING: training starts from random weights; expect clearly worse "
+                    "depth than with ImageNet initialisation. The model file records pretrained: false."
+                )
+                pretrained = False
             torch.manual_seed(self.config.seed)
-            depth, pose = build(False)
-            pretrained = False
+        self.semantic_pretrained_used = bool(config.semantic and semantic_pretrained)
         if self.context.is_main:
             self.context.barrier()
         if config.initial_depth > 0:
@@ -728,13 +778,21 @@ class Trainer:
         min_depth, max_depth = config.model.min_depth, config.model.max_depth
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
 
-        depth_inputs = [batch["target_aug"]]
-        if self.use_lr:
-            depth_inputs.append(batch["stereo_aug"])  # one forward for both views (one DDP call)
         with autocast:
-            disparities = depth_net(torch.cat(depth_inputs, 0))
+            if self.stereo_head:  # (left, right) disparity from the target alone
+                disparities = depth_net(batch["target_aug"], both_views=True)
+            elif self.other_view:  # one forward for both views (one DDP call)
+                disparities = depth_net(torch.cat([batch["target_aug"], batch["stereo_aug"]], 0))
+            else:
+                disparities = depth_net(batch["target_aug"])
         disparities = {scale: value.float() for scale, value in disparities.items()}
-        target_disp = {scale: value[:batch_size] for scale, value in disparities.items()}
+        if self.stereo_head:
+            target_disp = {scale: value[:, :1] for scale, value in disparities.items()}
+            stereo_disp = {scale: value[:, 1:2] for scale, value in disparities.items()}
+        else:
+            target_disp = {scale: value[:batch_size] for scale, value in disparities.items()}
+            stereo_disp = {scale: value[batch_size:] for scale, value in disparities.items()}
+        intrinsics = None
 
         sources: List[torch.Tensor] = []
         transforms: List[torch.Tensor] = []
@@ -743,11 +801,14 @@ class Trainer:
         total = target.new_zeros(())
         if self.temporal:
             with autocast:
-                axis_angle, translation = pose_net(
+                pose_outputs = pose_net(
                     torch.cat([batch["prev_aug"], batch["target_aug"]], 0),
                     torch.cat([batch["target_aug"], batch["next_aug"]], 0),
+                    with_intrinsics=self.learn_intrinsics,
                 )
-            axis_angle, translation = axis_angle.float(), translation.float()
+            axis_angle, translation = pose_outputs[0].float(), pose_outputs[1].float()
+            if self.learn_intrinsics:
+                K, intrinsics = self.camera_intrinsics(pose_outputs[2].float(), batch)
             # PoseNet(earlier, later) gives T_later_earlier: (prev, target) -> T_t_prev, (target, next) -> T_next_t.
             T_target_prev = pose_vector_to_matrix(axis_angle[:batch_size], translation[:batch_size])
             T_next_target = pose_vector_to_matrix(axis_angle[batch_size:], translation[batch_size:])
@@ -777,39 +838,93 @@ class Trainer:
         view = multiscale_view_loss(target_disp, target, sources, transforms, K, **loss_options)
         photometric, smoothness = view.photometric, view.smoothness
         view_total = view.total
-        if self.use_lr:
+        keep = self._other_view_samples(batch) if self.other_view else None
+        if keep is not None and keep.numel() > 0:
             # Monodepth v1: the other camera's image is a target too (reconstructed from this one),
             # and the two disparity maps must agree.
-            stereo_disp = {scale: value[batch_size:] for scale, value in disparities.items()}
-            T_stereo_target = batch["T_stereo_target"].float()
+            def chosen(value: torch.Tensor) -> torch.Tensor:
+                return value if keep.numel() == batch_size else value.index_select(0, keep)
+
+            this_view = {scale: chosen(value) for scale, value in target_disp.items()}
+            other_view = {scale: chosen(value) for scale, value in stereo_disp.items()}
+            T_stereo_target = chosen(batch["T_stereo_target"].float())
             T_target_stereo = invert_transform(T_stereo_target)
+            K_pair = chosen(K)
             other = multiscale_view_loss(
-                stereo_disp, batch["stereo"].float(), [target], [T_target_stereo], K, **loss_options
+                other_view, chosen(batch["stereo"].float()), [chosen(target)], [T_target_stereo], K_pair, **loss_options
             )
             view_total = (view_total + other.total) / 2
             photometric = (photometric + other.photometric) / 2
             smoothness = (smoothness + other.smoothness) / 2
-            height, width = target.shape[-2:]
-            consistency = target.new_zeros(())
-            for scale in target_disp:
-                this_disp, other_disp = target_disp[scale], stereo_disp[scale]
-                if this_disp.shape[-2:] != (height, width):
-                    this_disp = F.interpolate(this_disp, size=(height, width), mode="bilinear", align_corners=False)
-                    other_disp = F.interpolate(other_disp, size=(height, width), mode="bilinear", align_corners=False)
-                consistency = consistency + lr_consistency(
-                    this_disp, other_disp, T_stereo_target, K, min_depth=min_depth, max_depth=max_depth
-                ) + lr_consistency(
-                    other_disp, this_disp, T_target_stereo, K, min_depth=min_depth, max_depth=max_depth
-                )
-            consistency = consistency / (2 * len(target_disp))
-            parts["lr_consistency"] = consistency.detach()
-            total = total + config.loss.lr_consistency * consistency
+            if self.use_lr:
+                height, width = target.shape[-2:]
+                consistency = target.new_zeros(())
+                for scale in this_view:
+                    this_disp, other_disp = this_view[scale], other_view[scale]
+                    if this_disp.shape[-2:] != (height, width):
+                        this_disp = F.interpolate(this_disp, size=(height, width), mode="bilinear", align_corners=False)
+                        other_disp = F.interpolate(other_disp, size=(height, width), mode="bilinear", align_corners=False)
+                    consistency = consistency + lr_consistency(
+                        this_disp, other_disp, T_stereo_target, K_pair, min_depth=min_depth, max_depth=max_depth
+                    ) + lr_consistency(
+                        other_disp, this_disp, T_target_stereo, K_pair, min_depth=min_depth, max_depth=max_depth
+                    )
+                consistency = consistency / (2 * len(this_view))
+                parts["lr_consistency"] = consistency.detach()
+                total = total + config.loss.lr_consistency * consistency
         total = total + view_total
         parts["photometric"] = photometric.detach()
         parts["smoothness"] = smoothness.detach()
         parts["automask_fraction"] = view.automask_fraction
         parts["total"] = total.detach()
-        return StepOutput(total, parts, view.depth, view.warped, view.automask, names)
+        if intrinsics is not None:
+            intrinsics = intrinsics.detach()
+            for index, name in enumerate(INTRINSICS_NAMES):
+                parts[f"intrinsics_{name}"] = intrinsics[:, index].mean()
+        return StepOutput(total, parts, view.depth, view.warped, view.automask, names, intrinsics)
+
+    def _other_view_samples(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Indices of the samples whose other camera view is a reconstruction target (see other_view).
+
+        All samples with two forward passes. With the stereo head, only unmirrored ones: in a mirrored
+        sample the other camera sits on the target's left, which a network seeing only the (mirrored)
+        target cannot know, so its second channel learns from unmirrored samples (as Monodepth v1, which
+        swaps the views instead; here the target must stay the temporal frames' camera).
+        """
+        batch_size = batch["target"].shape[0]
+        flipped = batch.get("flipped")
+        if not self.stereo_head or not torch.is_tensor(flipped):
+            return torch.arange(batch_size, device=self.device)
+        return (~flipped.reshape(-1).bool()).nonzero().reshape(-1).to(self.device)
+
+    def camera_intrinsics(self, raw_pairs: torch.Tensor, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Camera-head codes of the (prev, target) and (target, next) pairs (2B, 4)
+        -> (K (B, 3, 3) for the loss, in the sample's possibly mirrored image; the camera's normalised
+        intrinsics (B, 4) fx/W, fy/H, cx/W, cy/H of the unmirrored image).
+
+        The head describes the camera, not the picture: its K is that of the unmirrored image, and a
+        mirrored sample uses cx -> (W - 1) - cx (as data.flip_intrinsics). refine corrects the given K
+        (unmirrored first) the same way.
+        """
+        batch_size = raw_pairs.shape[0] // 2
+        raw = (raw_pairs[:batch_size] + raw_pairs[batch_size:]) / 2  # both pairs see the target's camera
+        height, width = self.config.data.height, self.config.data.width
+        flipped = batch.get("flipped")
+        flipped = (flipped.reshape(-1).bool() if torch.is_tensor(flipped)
+                   else torch.zeros(batch_size, dtype=torch.bool, device=raw.device))
+
+        def mirror(K: torch.Tensor) -> torch.Tensor:
+            mirrored = K.clone()
+            mirrored[:, 0, 2] = torch.where(flipped, (width - 1) - K[:, 0, 2], K[:, 0, 2])
+            return mirrored
+
+        given = mirror(batch["K"].float()) if self.config.model.intrinsics == "refine" else None
+        K_camera = intrinsics_from_camera_head(raw, width, height, given)
+        normalised = torch.stack(
+            [K_camera[:, 0, 0] / width, K_camera[:, 1, 1] / height, K_camera[:, 0, 2] / width, K_camera[:, 1, 2] / height],
+            dim=-1,
+        )
+        return mirror(K_camera), normalised
 
     # ------------------------------------------------------------------ training
 
@@ -894,6 +1009,15 @@ class Trainer:
         result.metric = self.is_metric()
         if self.context.is_main:
             self.export_model()
+            if self.learned_intrinsics is not None:
+                calibration = self.calibration_intrinsics()
+                result.intrinsics = {"learned": list(self.learned_intrinsics), "calibration": calibration}
+                self.log(f"camera: {describe_intrinsics(self.learned_intrinsics, calibration)}")
+                if self.writer is not None:
+                    for index, name in enumerate(INTRINSICS_NAMES):
+                        self.writer.add_scalar(f"intrinsics/{name}_learned", self.learned_intrinsics[index], self.step)
+                        if calibration is not None:
+                            self.writer.add_scalar(f"intrinsics/{name}_calibration", calibration[index], self.step)
         self.context.barrier()
         if self.writer is not None:
             self.writer.flush()
@@ -919,6 +1043,12 @@ class Trainer:
             text += ", " + ", ".join(f"{name} {metrics[name]:.3f}" for name in DEPTH_METRIC_NAMES)
             count = int(metrics.get("depth_images", 0))
             text += f" ({scaled}, {count} image{'s' if count != 1 else ''} with ground truth)"
+        if "intrinsics_fx" in metrics:
+            text += "; " + describe_intrinsics(
+                [metrics[f"intrinsics_{name}"] for name in INTRINSICS_NAMES],
+                [metrics[f"intrinsics_{name}_calibration"] for name in INTRINSICS_NAMES]
+                if "intrinsics_fx_calibration" in metrics else None,
+            )
         return text
 
     def _progress_bar(self):
@@ -951,6 +1081,7 @@ class Trainer:
         loader = self._loader(self.val_dataset, sampler, 0, drop_last=False)
         losses = MetricAverager()
         depth_metrics = MetricAverager()
+        intrinsics = MetricAverager()  # learned K, one entry per sample
         metric = self.is_metric()
         devices = [self.device] if self.device.type == "cuda" else []
         # Validation must not change the training run's random stream (resume equivalence).
@@ -963,6 +1094,9 @@ class Trainer:
                 output = self.compute_losses(batch, training=False)
                 for sample in range(batch["target"].shape[0]):
                     losses.add({"loss": float(output.parts["total"]), "photometric": float(output.parts["photometric"])})
+                if output.intrinsics is not None:
+                    for values in output.intrinsics.tolist():
+                        intrinsics.add(dict(zip(INTRINSICS_NAMES, values)))
                 if "depth_gt" in batch:
                     has_gt = batch.get("has_depth_gt")
                     keep = has_gt.bool().reshape(-1) if torch.is_tensor(has_gt) else torch.ones(
@@ -984,6 +1118,15 @@ class Trainer:
         if depth_metrics.count:
             result.update(depth_metrics.mean())
             result["depth_images"] = float(depth_metrics.count)
+        if self.learn_intrinsics:
+            intrinsics.all_reduce(names=INTRINSICS_NAMES)
+            learned = intrinsics.mean()
+            true = self.calibration_intrinsics()
+            for index, name in enumerate(INTRINSICS_NAMES):
+                if name in learned:
+                    result[f"intrinsics_{name}"] = learned[name]
+                if true is not None:
+                    result[f"intrinsics_{name}_calibration"] = float(true[index])
         if self.writer is not None:
             for name, value in result.items():
                 self.writer.add_scalar(f"val/{name}", value, self.step)
@@ -1016,6 +1159,43 @@ class Trainer:
             writer.add_image(f"{prefix}/depth_gt", _colourised(batch["depth_gt"][0]), self.step, dataformats="HWC")
 
     # ------------------------------------------------------------------ state
+
+    def calibration_intrinsics(self) -> Optional[List[float]]:
+        """The recording's calibrated K as fx/W, fy/H, cx/W, cy/H (None when the bags have none)."""
+        report = self.report
+        if report is None or not getattr(report, "calibrated", True):
+            return None
+        values = getattr(report, "normalized_intrinsics", None)
+        return [float(value) for value in values] if values is not None else None
+
+    @torch.no_grad()
+    def estimate_intrinsics(self, max_samples: int = INTRINSICS_ESTIMATE_SAMPLES) -> Optional[List[float]]:
+        """What the camera head says about the camera: mean normalised intrinsics (fx/W, fy/H, cx/W, cy/H)
+        over up to ``max_samples`` samples of the validation split (else the training split), eval mode.
+        None without a camera head."""
+        if not self.learn_intrinsics or self.pose_net is None:
+            return None
+        dataset = self.val_dataset if self.val_dataset is not None else self.train_dataset
+        count = min(len(dataset), max_samples)
+        if count == 0:
+            return None
+        self.pose_net.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        total, seen = torch.zeros(4, dtype=torch.float64), 0
+        with torch.random.fork_rng(devices=devices):  # (augmented samples draw random numbers)
+            loader = DataLoader(torch.utils.data.Subset(dataset, range(count)),
+                                batch_size=self.config.optim.batch_size, num_workers=0)
+            for batch in loader:
+                batch = self._to_device(batch)
+                _, _, raw = self.pose_net(
+                    torch.cat([batch["prev_aug"], batch["target_aug"]], 0),
+                    torch.cat([batch["target_aug"], batch["next_aug"]], 0),
+                    with_intrinsics=True,
+                )
+                _, normalised = self.camera_intrinsics(raw.float(), batch)
+                total += normalised.double().sum(0).cpu()
+                seen += normalised.shape[0]
+        return (total / seen).tolist()
 
     def is_metric(self) -> bool:
         """Stereo modes learn metres through the baseline; mono through odometry (velocity loss)."""
@@ -1125,7 +1305,13 @@ class Trainer:
         }
         if report is not None and getattr(report, "baseline_m", None) is not None and self.stereo:
             training["baseline_m"] = float(report.baseline_m)
-        intrinsics = getattr(report, "normalized_intrinsics", None) if report is not None else None
+        intrinsics = self.calibration_intrinsics()
+        if config.model.semantic:
+            training["semantic_pretrained"] = bool(self.semantic_pretrained_used)
+        if self.learn_intrinsics:
+            self.learned_intrinsics = self.estimate_intrinsics()
+            training["calibration_normalized_intrinsics"] = intrinsics  # what the bags' camera_info said (or None)
+            intrinsics = self.learned_intrinsics
         return ModelMetadata(
             num_layers=config.model.num_layers,
             encoder=config.model.encoder,
@@ -1137,6 +1323,10 @@ class Trainer:
             depth_scale=1.0,
             rectified_input=bool(getattr(report, "rectified", False)) if report is not None else False,
             normalized_intrinsics=[float(value) for value in intrinsics] if intrinsics is not None else None,
+            upsampling=config.model.upsampling,
+            semantic=bool(config.model.semantic),
+            stereo_head=bool(self.stereo_head),
+            intrinsics=config.model.intrinsics if self.learn_intrinsics else "given",
             training=training,
         )
 
@@ -1219,7 +1409,10 @@ def train(
             from .data import build_datasets
 
             datasets = _rank_zero_first(
-                context, lambda: build_datasets([str(path) for path in bag_paths], config.data, config.mode, log=main_log)
+                context, lambda: build_datasets(
+                    [str(path) for path in bag_paths], config.data, config.mode, log=main_log,
+                    require_calibration=config.model.intrinsics != "learned",
+                )
             )
         train_dataset, val_dataset, report = datasets
         if report is not None:
