@@ -26,7 +26,7 @@ from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverriding
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from .camera import CameraInfoError
+from .camera import CameraInfoError, intrinsics_disagreement
 from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
 from .frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
 from .image_conversion import ImageFormatError, depth_to_image_fields
@@ -107,6 +107,7 @@ class DepthNode(Node):
         self._last_warning: Dict[str, float] = {}
         self._camera_info: Optional[CameraInfo] = None
         self._pending: Optional[Image] = None
+        self._checked_intrinsics: Optional[tuple] = None
         self.frames_received = 0
         self.frames_dropped = 0
         self.frames_published = 0
@@ -340,6 +341,7 @@ class DepthNode(Node):
         except CameraInfoError as error:
             self._warn(f"camera_info: {error}", f"skipping image on {topic}: {error}")
             return False
+        self._check_learned_intrinsics(K, msg.width, msg.height)
 
         # The steps of FramePipeline.run (what infer_bag calls), each output published when ready.
         depth = self._pipeline.depth(rgb, config)
@@ -404,6 +406,16 @@ class DepthNode(Node):
             transform.transform.translation.z = position.z
             transform.transform.rotation = orientation
             self._tf_broadcaster.sendTransform(transform)
+
+    def _check_learned_intrinsics(self, K: np.ndarray, width: int, height: int) -> None:
+        """Warn once per camera K when it disagrees with the K the model learned (camera_info is still used)."""
+        key = (np.asarray(K).tobytes(), width, height)
+        if key == self._checked_intrinsics:
+            return
+        self._checked_intrinsics = key
+        text = intrinsics_disagreement(K, self._estimator.metadata, width, height)
+        if text:
+            self.get_logger().warning(text)
 
     # ---- messages ----------------------------------------------------------------------------
     @staticmethod

@@ -130,3 +130,25 @@ def test_tf_needs_tf2_ros_and_says_so(odometry_node):
         assert "publish_tf is set but tf2_ros cannot be imported" in odometry_node.process.output()
     else:  # a ROS 2 install: the broadcaster exists and nothing is said
         assert "publish_tf is set but tf2_ros" not in odometry_node.process.output()
+
+
+def test_camera_info_far_from_the_learned_intrinsics_is_used_with_one_warning(tmp_path):
+    """A model that learned its K (fx = 0.9 W) meets a camera_info with fx = 3.2 W: warned once, still used."""
+    torch.manual_seed(3)
+    path = tmp_path / "learned_k.safetensors"
+    metadata = ModelMetadata(input_width=128, input_height=64, metric=True, has_pose=True, intrinsics="learned",
+                             normalized_intrinsics=[0.9, 1.2, 0.5, 0.5])
+    save_model_file(path, metadata, DepthNet(18), PoseNet(18, camera_head=True))
+    ros = dds.Ros()
+    node = dds.RunningNode(ros, tmp_path / "node.log", "/dds_learned_k", {"model_path": str(path), "device": "cpu"})
+    try:
+        node.wait_ready()
+        for bgr, stamp in frames(2, start_sec=1_800_000_200):
+            image = dds.image_msg(bgr, stamp, "cam")
+            node.exchange(image, dds.info_msg(128, 96, stamp, "cam"), ("depth",))  # published despite it
+        output = node.process.output()
+    finally:
+        node.close()
+        ros.close()
+    warning = "camera_info disagrees with the intrinsics the model learned in training (128x96 image): fx 410.0 vs learned 115.2"
+    assert output.count(warning) == 1, output[-3000:]
