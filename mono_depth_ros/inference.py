@@ -408,6 +408,21 @@ class _OneDnnDepthNet:
         return outputs
 
 
+def resize_to_network_input(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3) uint8; INTER_AREA averages when shrinking (no aliasing)."""
+    if rgb.shape[1] != width or rgb.shape[0] != height:
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def depth_from_scaled_disparity(scaled: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
+    """(h, w) float32 disparity already mapped to [1/max_depth, 1/min_depth] -> (height, width) float32 depth
+    = scale / disparity, upsampled bilinearly in disparity (``scaled`` may be overwritten)."""
+    if scaled.shape != (height, width):
+        scaled = cv2.resize(scaled, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.divide(np.float32(scale), scaled, out=scaled)
+
+
 @dataclass
 class StageTimes:
     """Seconds spent in each stage of the last :meth:`DepthEstimator.predict`."""
@@ -482,10 +497,7 @@ class DepthEstimator:
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 RGB -> (1, 3, h, w) in [0, 1], channels_last, on the device."""
-        width, height = self.input_size
-        if rgb.shape[1] != width or rgb.shape[0] != height:
-            # INTER_AREA averages when shrinking (no aliasing); uint8 resize is cheap.
-            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        rgb = resize_to_network_input(rgb, *self.input_size)
         tensor = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         # HWC memory viewed as NCHW is already channels_last: no copy needed.
         tensor = tensor.permute(2, 0, 1).unsqueeze(0)
@@ -513,9 +525,7 @@ class DepthEstimator:
         # comes to the CPU. OpenCV's float bilinear resize equals F.interpolate(align_corners=False)
         # to 1e-7 (F.interpolate's own float32 coordinates err by up to 4e-5) and is ~4x faster.
         scaled = (disparity[0, 0].float() * self._disparity_span + self._min_disparity).cpu().numpy()
-        if scaled.shape != (height, width):
-            scaled = cv2.resize(scaled, (width, height), interpolation=cv2.INTER_LINEAR)
-        return np.divide(np.float32(self.metadata.depth_scale * extra_scale), scaled, out=scaled)
+        return depth_from_scaled_disparity(scaled, height, width, self.metadata.depth_scale * extra_scale)
 
     def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""

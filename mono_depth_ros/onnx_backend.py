@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-import cv2
 import numpy as np
 
-from .inference import StageTimes
+from .inference import StageTimes, depth_from_scaled_disparity, resize_to_network_input
 from .model_file import METADATA_KEY, ModelFileError, ModelMetadata
 
 ONNX_SUFFIX = ".onnx"
@@ -151,9 +150,7 @@ class OnnxDepthEstimator:
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 in [0, 1], as DepthEstimator.preprocess computes it."""
-        width, height = self.input_size
-        if rgb.shape[1] != width or rgb.shape[0] != height:
-            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        rgb = resize_to_network_input(rgb, *self.input_size)
         planar = np.ascontiguousarray(np.transpose(rgb, (2, 0, 1)))[None]
         return np.divide(planar, np.float32(255.0), dtype=np.float32)
 
@@ -167,9 +164,7 @@ class OnnxDepthEstimator:
         """disparity (1, 1, h, w) -> (height, width) float32 metres, as DepthEstimator computes it."""
         scaled = np.asarray(disparity, dtype=np.float32)[0, 0] * np.float32(self._disparity_span)
         scaled += np.float32(self._min_disparity)
-        if scaled.shape != (height, width):
-            scaled = cv2.resize(scaled, (width, height), interpolation=cv2.INTER_LINEAR)
-        return np.divide(np.float32(self.metadata.depth_scale * extra_scale), scaled, out=scaled)
+        return depth_from_scaled_disparity(scaled, height, width, self.metadata.depth_scale * extra_scale)
 
     def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""
