@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "train_demo.yaml"
 STEPS = 4
+NODE_START_TIMEOUT_S = 180.0  # loading torch and the model on a busy 2-core machine
+OUTPUT_QUIET_S = 10.0  # after playback: no new depth for this long means the node is done
 CROP = "garg"  # the KITTI Eigen protocol of `evaluate`: Garg crop, 80 m cap
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -165,18 +167,20 @@ def run_node_on_recording(out: Path, model: Path, heldout_bag: Path, env: Dict[s
         recorder = BagRecorder(recorder_node, output_bag, NODE_OUTPUTS)
         spinner.start()
         player = BagPlayer(player_node, heldout_bag, topics=[IMAGE_TOPIC, CAMERA_INFO_TOPIC], rate=rate)
-        # The node subscribes to images once its model is loaded; the recorder must hear its publishers.
-        deadline = time.monotonic() + 120.0
+        # The node subscribes before it loads its model (a bad QoS override fails at once): it is ready when it
+        # has logged "loaded" and the player and recorder have matched its endpoints. Images sent earlier
+        # would wait in a one-deep queue and all but the last be dropped.
+        deadline = time.monotonic() + NODE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if node_process.poll() is not None:
                 raise DemoError(f"depth_node exited with code {node_process.returncode}; see {log_path}")
-            ready = player.subscriber_count(IMAGE_TOPIC) > 0 and all(
-                recorder_node.count_publishers(topic) > 0 for topic in NODE_OUTPUTS)
+            ready = "loaded " in log_path.read_text(errors="replace") and player.subscriber_count(IMAGE_TOPIC) > 0 \
+                and all(recorder_node.count_publishers(topic) > 0 for topic in NODE_OUTPUTS)
             if ready:
                 break
             time.sleep(0.1)
         else:
-            raise DemoError(f"depth_node did not subscribe to {IMAGE_TOPIC} within 120 s; see {log_path}")
+            raise DemoError(f"depth_node was not ready within {NODE_START_TIMEOUT_S:.0f} s; see {log_path}")
         time.sleep(0.5)  # let the reverse discovery (node -> recorder) settle too
         from tqdm import tqdm
 
@@ -187,10 +191,14 @@ def run_node_on_recording(out: Path, model: Path, heldout_bag: Path, env: Dict[s
             started = time.monotonic()
             player.play(on_message=progress)
             play_s = time.monotonic() - started
-        # The node may still be working on the last frame.
+        # The node may still be working on the last frames: wait until every image was answered, or until
+        # nothing new came for OUTPUT_QUIET_S (frames the node dropped while busy never will be).
         last_count, quiet_since = -1, time.monotonic()
-        while time.monotonic() - quiet_since < 2.0:
+        played = player.published_on(IMAGE_TOPIC)
+        while time.monotonic() - quiet_since < OUTPUT_QUIET_S:
             count = recorder.counts[f"{NODE_NAMESPACE}/depth"]
+            if count >= played:
+                break
             if count != last_count:
                 last_count, quiet_since = count, time.monotonic()
             time.sleep(0.1)
