@@ -354,14 +354,14 @@ class DepthNode(Node):
         if config.publish_colored_depth:
             self._colored_pub.publish(self._colored_message(msg, self._pipeline.colored(depth)))
         if self._odometry is not None and not self._shutting_down():
-            self._update_odometry(msg, rgb, config)
+            self._update_odometry(msg, config)
         self.frames_published += 1
         return True
 
-    def _update_odometry(self, msg: Image, rgb: np.ndarray, config: DepthNodeConfig) -> None:
+    def _update_odometry(self, msg: Image, config: DepthNodeConfig) -> None:
         """Chain this frame's motion from the previous processed frame and publish odom (+ tf)."""
         stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        network_input = self._estimator.preprocess(rgb)
+        network_input = self._estimator.last_input  # this frame's, from the depth prediction
         reason = chain_break_reason(self._previous_stamp_s, stamp_s, config.odometry_max_gap)
         if reason is None and self._previous_frame_id and msg.header.frame_id != self._previous_frame_id:
             reason = "frame", f"the camera frame changed from '{self._previous_frame_id}' to '{msg.header.frame_id}'"

@@ -459,6 +459,7 @@ class DepthEstimator:
             # does not change process-wide malloc settings on its own.)
             self._fast_net = self._build_fast_net()
         self.times = StageTimes()
+        self.last_input: Optional[torch.Tensor] = None  # preprocess() output of the latest predict()
         min_depth, max_depth = self.metadata.min_depth, self.metadata.max_depth
         self._min_disparity = 1.0 / max_depth
         self._disparity_span = 1.0 / min_depth - 1.0 / max_depth
@@ -531,6 +532,7 @@ class DepthEstimator:
         """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""
         start = time.perf_counter()
         image = self.preprocess(rgb)
+        self.last_input = image  # the node's odometry feeds the same network input to the pose network
         after_pre = time.perf_counter()
         disparity = self.disparity(image)
         if self.device.type == "cuda":
