@@ -91,8 +91,9 @@ def ros_environment(out: Path) -> Dict[str, str]:
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_LOCALHOST_ONLY", "1")
     profile = find_config("fastdds_large_messages.xml")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(profile))
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))  # Fast DDS 3 (Jazzy, Kilted)
+    if env.get("ROS_DISTRO") in ("humble", "iron"):  # Fast DDS 2 reads the older name; 3 warns about it
+        env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(profile))
     return env
 
 
@@ -138,7 +139,8 @@ def train_model(out: Path, train_bag: Path, args) -> Path:
 def run_node_on_recording(out: Path, model: Path, heldout_bag: Path, env: Dict[str, str], rate: float) -> Tuple[Path, Dict]:
     """Start depth_node, play the held-out images into it, record its outputs. -> (output bag, stats)."""
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY",
-                                            "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")})
+                                            "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+                       if k in env})
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
