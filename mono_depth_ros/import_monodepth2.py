@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .model_file import ModelFileError, ModelMetadata, read_model_metadata, save_model_file
+from .model_file import ModelFileError, ModelMetadata, read_model_metadata, save_model_file, state_dict_differences
 from .networks import SUPPORTED_RESNETS, DepthNet, PoseNet
 
 # Monodepth2's evaluate_depth.py: stereo-trained depth times this is metres (KITTI's 0.54 m baseline
@@ -168,21 +168,9 @@ def _load_renamed(module: torch.nn.Module, renamed: Dict[str, Tuple[str, torch.T
     theirs = {ours: name for ours, (name, _) in renamed.items()}
     for key, value in defaults.items():
         given.setdefault(key, value)
-    missing = sorted(expected.keys() - given.keys())
-    unexpected = sorted((theirs[key] for key in given.keys() - expected.keys()), key=_natural)
-    wrong_shape = [
-        f"{theirs[key]}: file {tuple(given[key].shape)} vs {tuple(expected[key].shape)}"
-        for key in sorted(expected.keys() & given.keys(), key=lambda key: _natural(theirs.get(key, key)))
-        if given[key].shape != expected[key].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. ours {', '.join(missing[:3])})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong_shape:
-            details.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:3])})")
+    details = state_dict_differences(expected, given, name=lambda key: theirs.get(key, key), sort_key=_natural,
+                                     file_missing_label="ours ")
+    if details:
         raise Monodepth2ImportError(f"{what} do not match Monodepth2's layout: " + ", ".join(details))
     module.load_state_dict({key: given[key].float() if given[key].is_floating_point() else given[key]
                             for key in expected}, strict=True)

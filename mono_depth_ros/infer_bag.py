@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "points and depth_colored into a new bag (for ros2 bag play + RViz, or Foxglove).",
     )
     parser.add_argument("--bag", required=True, help="input bag: rosbag2 directory, .mcap or .db3 file")
-    parser.add_argument("--model", required=True, help="model file (.safetensors)")
+    parser.add_argument("--model", required=True, help="model file (.safetensors, or .onnx run through onnxruntime)")
     parser.add_argument("--out", required=True, help="output bag directory (must not exist)")
     parser.add_argument(
         "--image-topic", default="",

@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from .networks import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS, DepthNet, PoseNet
@@ -269,24 +269,38 @@ def _check_path(path: Path) -> None:
         raise ModelFileError(f"model path {path} is a directory; give the .safetensors file inside it")
 
 
+def state_dict_differences(
+    expected: Dict[str, torch.Tensor],
+    given: Dict[str, torch.Tensor],
+    name: Callable[[str], str] = str,
+    sort_key: Callable[[str], Any] = str,
+    file_missing_label: str = "",
+) -> List[str]:
+    """What keeps ``given`` from loading into a module whose state dict is ``expected`` -> phrases
+    ("2 missing (e.g. ...)", "1 unexpected ...", "1 of another shape (e.g. key: file (..) vs network (..))"),
+    empty when it loads. ``name`` spells a key in messages (e.g. as another program's file does)."""
+    missing = sorted(expected.keys() - given.keys(), key=sort_key)
+    unexpected = sorted((name(key) for key in given.keys() - expected.keys()), key=sort_key)
+    wrong_shape = [
+        f"{name(key)}: file {tuple(given[key].shape)} vs network {tuple(expected[key].shape)}"
+        for key in sorted(expected.keys() & given.keys(), key=lambda key: sort_key(name(key)))
+        if given[key].shape != expected[key].shape
+    ]
+    details = []
+    if missing:
+        details.append(f"{len(missing)} missing (e.g. {file_missing_label}{', '.join(missing[:3])})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if wrong_shape:
+        details.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:3])})")
+    return details
+
+
 def _load_into(module: torch.nn.Module, prefix: str, tensors: Dict[str, torch.Tensor], path: Path, what: str) -> None:
     expected = module.state_dict()
     given = {key[len(prefix) + 1:]: value for key, value in tensors.items() if key.startswith(prefix + ".")}
-    missing = sorted(expected.keys() - given.keys())
-    unexpected = sorted(given.keys() - expected.keys())
-    wrong_shape = [
-        f"{key}: file {tuple(given[key].shape)} vs network {tuple(expected[key].shape)}"
-        for key in sorted(expected.keys() & given.keys())
-        if given[key].shape != expected[key].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong_shape:
-            details.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:3])})")
+    details = state_dict_differences(expected, given)
+    if details:
         raise ModelFileError(
             f"{path}: {what} weights do not match the architecture its metadata declares: "
             + ", ".join(details)

@@ -384,7 +384,7 @@ def test_wrong_shapes_and_keys_say_what_differs(small_states, tmp_path):
     resnet50_decoder = ReferenceDepthDecoder([64, 256, 512, 1024, 2048]).state_dict()
     folder = write_pair(tmp_path / "mixed", encoder, resnet50_decoder)
     with pytest.raises(Monodepth2ImportError, match=r"of another shape \(e.g. decoder.0.conv.conv.weight: file "
-                                                    r"\(256, 2048, 3, 3\) vs \(256, 512, 3, 3\)"):
+                                                    r"\(256, 2048, 3, 3\) vs network \(256, 512, 3, 3\)"):
         import_monodepth2(folder, tmp_path / "m.safetensors")
     renamed = {key.replace("decoder.13.", "decoder.14."): value for key, value in depth.items()}
     folder = write_pair(tmp_path / "renamed", encoder, renamed)
