@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
-from common import Table, monodepth2_on_path  # noqa: E402
+from common import Table, load_average, monodepth2_on_path  # noqa: E402
 import torch
 
 from mono_depth_ros import create_model
@@ -125,12 +125,6 @@ def machine_facts(rmw: str) -> Table:
         table.add("GPU", torch.cuda.get_device_name(0))
     return table
 
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # ---- 1. stages --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
-from common import Table  # noqa: E402
+from common import Table, load_average  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -141,12 +141,6 @@ def compare(expected: dict, actual: dict) -> Tuple[float, bool]:
     )
     return difference, states_equal
 
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "-"
 
 
 def main(argv=None) -> int:

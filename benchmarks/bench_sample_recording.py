@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
-from common import Table  # noqa: E402
+from common import Table, load_average  # noqa: E402
 
 from training.synthetic import storage_file, write_synthetic_bag  # noqa: E402
 
@@ -37,12 +37,6 @@ def parse_sizes(text: str) -> List[Tuple[int, int]]:
         sizes.append((width, height))
     return sizes
 
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "-"
 
 
 def main(argv=None) -> int:

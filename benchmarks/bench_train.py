@@ -54,7 +54,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
-from common import Table, monodepth2_on_path  # noqa: E402
+from common import Table, load_average, monodepth2_on_path  # noqa: E402
 import torch
 import torch.nn.functional as F
 
@@ -89,12 +89,6 @@ def cpu_model() -> str:
         pass
     return platform.processor() or platform.machine()
 
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def machine_facts(device: torch.device) -> Table:

@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages ("1.23/0.98/0.75"), printed beside timings taken on a shared machine."""
+    try:
+        return "/".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 class Table:
