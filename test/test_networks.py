@@ -12,12 +12,15 @@ import torchvision
 
 from mono_depth_ros import networks
 from mono_depth_ros.networks import (
+    FRAME_DIFFERENCE_SHARE,
     DepthNet,
     EfficientNetLite0Encoder,
     PoseNet,
     PretrainedWeightsUnavailable,
     ResnetEncoder,
+    build_encoder,
     elu,
+    stacked_frame_filters,
 )
 
 LITE0_CHANNELS = (16, 24, 40, 112, 320)
@@ -146,14 +149,40 @@ def test_pair_encoder_splits_conv1_and_sees_a_static_pair_like_one_image():
     w_single = single.resnet.conv1.weight
     w_pair = pair.resnet.conv1.weight
     assert w_pair.shape == (64, 6, 7, 7)
-    torch.testing.assert_close(w_pair.reshape(64, 2, 3, 7, 7).sum(dim=1), w_single, rtol=0, atol=1e-7)
-    torch.testing.assert_close(w_pair[:, :3], w_pair[:, 3:], rtol=0, atol=0)
+    torch.testing.assert_close(w_pair.reshape(64, 2, 3, 7, 7).sum(dim=1), w_single, rtol=0, atol=1e-6)
+    # Not split evenly (Monodepth2's split is blind to frame order): the later frame's filters exceed
+    # the earlier's by 2 * FRAME_DIFFERENCE_SHARE of the single-image filters.
+    torch.testing.assert_close(w_pair[:, 3:] - w_pair[:, :3], 2 * FRAME_DIFFERENCE_SHARE * w_single, rtol=0, atol=1e-6)
     image = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         single_features = single(image)
         pair_features = pair(torch.cat([image, image], dim=1))
     for a, b in zip(single_features, pair_features):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["resnet", "efficientnet_lite0"])
+def test_pair_encoder_tells_which_frame_came_first(encoder):
+    """Swapping the frames changes the pose encoder's features from the first step of training."""
+    torch.manual_seed(5)
+    net = build_encoder(encoder, 18, pretrained=False, num_input_images=2).eval()
+    earlier = torch.rand(1, 3, 64, 96)
+    later = torch.roll(earlier, shifts=2, dims=-1)  # the scene moved two pixels
+    with torch.no_grad():
+        forward = net(torch.cat([earlier, later], dim=1))[0]
+        backward = net(torch.cat([later, earlier], dim=1))[0]
+    relative = float((forward - backward).norm() / forward.norm())
+    assert relative > 0.05, relative
+
+
+def test_stacked_frame_filters_for_three_frames_keep_the_static_response():
+    weight = torch.randn(8, 3, 3, 3)
+    stacked = stacked_frame_filters(weight, 3)
+    parts = stacked.reshape(8, 3, 3, 3, 3).unbind(dim=1)
+    torch.testing.assert_close(sum(parts), weight, rtol=0, atol=1e-6)
+    torch.testing.assert_close(parts[1], weight / 3, rtol=0, atol=1e-7)  # the middle frame: no difference share
+    torch.testing.assert_close(parts[2] - parts[0], 2 * FRAME_DIFFERENCE_SHARE * weight, rtol=0, atol=1e-6)
+    torch.testing.assert_close(stacked_frame_filters(weight, 1), weight, rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------- pretrained offline
@@ -300,7 +329,7 @@ def test_lite0_pair_stem_sees_a_static_pair_like_one_image(pretrained_lite0):
     pair = EfficientNetLite0Encoder(pretrained=True, num_input_images=2).eval()
     assert pair.stem.conv.weight.shape == (32, 6, 3, 3)
     torch.testing.assert_close(
-        pair.stem.conv.weight.reshape(32, 2, 3, 3, 3).sum(dim=1), pretrained_lite0.stem.conv.weight, rtol=0, atol=1e-7
+        pair.stem.conv.weight.reshape(32, 2, 3, 3, 3).sum(dim=1), pretrained_lite0.stem.conv.weight, rtol=0, atol=1e-6
     )
     image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
