@@ -46,11 +46,11 @@ class VisualOdometry:
 
     ``translation_scale`` turns the network's translation into metres (model depth_scale times the
     node's depth_scale; the pose network shares the depth network's scale). ``drift`` is the
-    position error per metre travelled (e.g. 0.05 = 5 %), ``rotation_drift`` radians per metre;
+    position error per metre travelled (e.g. 0.5 = 50 %), ``rotation_drift`` radians per metre;
     both set the reported covariances and are meant to come from a benchmark on similar data.
     """
 
-    def __init__(self, translation_scale: float = 1.0, drift: float = 0.05, rotation_drift: float = 0.01):
+    def __init__(self, translation_scale: float = 1.0, drift: float = 0.5, rotation_drift: float = 0.02):
         self.translation_scale = float(translation_scale)
         self.drift = float(drift)
         self.rotation_drift = float(rotation_drift)
