@@ -33,6 +33,7 @@ class DepthNodeConfig:
     odometry_child_frame: str = ""
     publish_tf: bool = True
     odometry_max_gap: float = 0.5
+    odometry_still_threshold: float = 0.01  # data.min_photometric_change of the trainer
     odometry_drift: float = 0.5  # measured 35-59 % for 400-step CPU models (README, 'Visual odometry')
 
 
@@ -75,6 +76,11 @@ NODE_PARAMETER_DOCS: Dict[str, tuple] = {
     "odometry_max_gap": (
         False,
         "Seconds. A longer gap between processed frames (or a stamp going back) restarts the odometry at the origin.",
+    ),
+    "odometry_still_threshold": (
+        False,
+        "Mean grey-level change (0-1) below which a frame counts as standing still: odom reports no motion. "
+        "The trainer drops such pairs (data.min_photometric_change), so the pose network never learned them. 0 = off.",
     ),
     "odometry_drift": (
         False,
@@ -132,6 +138,8 @@ def parameter_error(name: str, value: Any, config: Optional[DepthNodeConfig] = N
         return f"parameter 'max_image_pixels' must be >= 1, got {value}"
     if name == "odometry_max_gap" and value <= 0:
         return f"parameter 'odometry_max_gap' must be > 0, got {value}"
+    if name == "odometry_still_threshold" and not 0 <= value < 1:
+        return f"parameter 'odometry_still_threshold' must be in [0, 1), got {value}"
     if name == "odometry_drift" and value < 0:
         return f"parameter 'odometry_drift' must be >= 0, got {value}"
     if name == "odom_frame" and not value.strip():

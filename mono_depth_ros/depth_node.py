@@ -35,7 +35,7 @@ from .model_file import HOW_TO_GET_A_MODEL, ModelFileError
 from .onnx_backend import describe, load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 from .networks import encoder_label
-from .visual_odometry import PoseRunner, VisualOdometry, chain_break_reason, matrix_to_quaternion
+from .visual_odometry import PoseRunner, StillGate, VisualOdometry, chain_break_reason, matrix_to_quaternion
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -161,7 +161,7 @@ class DepthNode(Node):
         # The pose network shares the depth network's scale: metres for metric models.
         self._odometry = VisualOdometry(translation_scale=model.metadata.depth_scale * self._config.depth_scale,
                                         drift=self._config.odometry_drift)
-        self._previous_input = None
+        self._still_gate = StillGate(self._config.odometry_still_threshold)
         self._previous_stamp_s: Optional[float] = None
         self._previous_frame_id = ""
         self._odom_pub = self.create_publisher(Odometry, "odom", 10)
@@ -369,16 +369,20 @@ class DepthNode(Node):
             kind, text = reason
             self._warn(f"odometry restart: {kind}", f"odometry restarts at the origin: {text}")
             self._odometry.reset()
-            self._previous_input = None
+            self._still_gate.reset()
         self._odometry.translation_scale = self._estimator.metadata.depth_scale * config.depth_scale
         self._odometry.drift = config.odometry_drift
-        previous, self._previous_input = self._previous_input, network_input
+        self._still_gate.threshold = config.odometry_still_threshold
+        pair = self._still_gate.pair(network_input, stamp_s)
         previous_stamp_s, self._previous_stamp_s = self._previous_stamp_s, stamp_s
         self._previous_frame_id = msg.header.frame_id
-        if previous is None:
+        if pair.earlier is None:
             return  # the first frame sets the origin
-        motion = self._pose_runner.relative_pose(previous, network_input)
-        estimate = self._odometry.update(motion, stamp_s - previous_stamp_s)
+        if pair.still:  # standing: no motion since the previous frame (see StillGate)
+            estimate = self._odometry.update(np.eye(4), stamp_s - previous_stamp_s)
+        else:  # the motion since the frame the pose network last measured from
+            motion = self._pose_runner.relative_pose(pair.earlier, network_input)
+            estimate = self._odometry.update(motion, stamp_s - pair.earlier_stamp_s)
         child = config.odometry_child_frame or msg.header.frame_id
         odometry = Odometry()
         odometry.header.stamp = msg.header.stamp

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .geometry import invert_transform, matrix_to_axis_angle, pose_vector_to_matrix
 from .networks import PoseNet
@@ -116,6 +117,64 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     q = np.array(q)
     q /= np.linalg.norm(q)
     return -q if q[3] < 0 else q
+
+
+# Grey-level weights (ITU-R BT.601, as cv2.cvtColor's RGB2GRAY) and the thumbnail reduction of the
+# trainer's static-frame test (training.data.thumbnail), so the node calls "standing still" what the
+# trainer left out of the pose network's training.
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+STILL_THUMBNAIL_FACTOR = 4
+
+
+def image_change(earlier: torch.Tensor, later: torch.Tensor) -> float:
+    """Mean absolute grey-level change between two network inputs, in [0, 1].
+
+    earlier, later: (1, 3, h, w) RGB in [0, 1] -> float. Grey thumbnails 4x smaller (area average)
+    as in the trainer's static-frame test (data.min_photometric_change compares the same number).
+    """
+    weights = earlier.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
+
+    def thumbnail(image: torch.Tensor) -> torch.Tensor:
+        grey = (image.float() * weights).sum(dim=1, keepdim=True)
+        size = (max(1, grey.shape[-2] // STILL_THUMBNAIL_FACTOR), max(1, grey.shape[-1] // STILL_THUMBNAIL_FACTOR))
+        return F.adaptive_avg_pool2d(grey, size)
+
+    return float((thumbnail(later) - thumbnail(earlier)).abs().mean())
+
+
+@dataclass
+class FramePair:
+    """What to run the pose network on for a new frame (see StillGate.pair)."""
+
+    earlier: Optional[torch.Tensor]  # network input to pair the new frame with; None: no motion to estimate
+    earlier_stamp_s: float  # its stamp (the twist divides the motion by the time since)
+    still: bool  # True: the image changed less than the threshold since ``earlier``: standing still
+
+
+class StillGate:
+    """Keeps the frame the pose network last measured from and says when the camera stands still.
+
+    The trainer drops frame pairs whose images barely change (data.min_photometric_change), so the
+    pose network never saw a standing camera and reports a typical step for one. Frames that changed
+    less than ``threshold`` (image_change) from the reference frame count as standing still (no
+    motion); the reference stays, so a slow creep is measured once it adds up. ``threshold`` 0: off.
+    """
+
+    def __init__(self, threshold: float = 0.01):
+        self.threshold = float(threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        self.reference: Optional[torch.Tensor] = None
+        self.reference_stamp_s = 0.0
+
+    def pair(self, network_input: torch.Tensor, stamp_s: float) -> FramePair:
+        """The new frame's pairing; it becomes the reference unless it counts as standing still."""
+        reference, reference_stamp_s = self.reference, self.reference_stamp_s
+        if reference is not None and self.threshold > 0 and image_change(reference, network_input) < self.threshold:
+            return FramePair(reference, reference_stamp_s, still=True)
+        self.reference, self.reference_stamp_s = network_input, stamp_s
+        return FramePair(reference, reference_stamp_s, still=False)
 
 
 class PoseRunner:

@@ -17,6 +17,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy  # noqa: E402
 
+from mono_depth_ros.config import DepthNodeConfig  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import ModelMetadata, load_model_file, save_model_file  # noqa: E402
 from mono_depth_ros.networks import DepthNet, PoseNet  # noqa: E402
@@ -120,7 +121,42 @@ def test_stamp_going_back_restarts_at_the_origin(odometry_node):
     step = np.linalg.norm([position.x, position.y, position.z])
     # Distance travelled since the restart is that one step, so the reported variance is of one step.
     variance = np.array(msg.pose.covariance).reshape(6, 6)[0, 0]
-    assert variance == pytest.approx(max(0.01, 0.05 * step) ** 2, rel=1e-5)
+    assert variance == pytest.approx(max(0.01, DepthNodeConfig().odometry_drift * step) ** 2, rel=1e-5)
+
+
+def test_a_standing_camera_reports_no_motion_until_the_image_changes(odometry_node, pose_model_path):
+    """The pose network never saw a standing camera (the trainer drops such pairs): the node reports no
+    motion while the image stays the same, then the motion from the last frame it measured from."""
+    moving = frames(3, start_sec=1_800_000_200)
+    first, later = moving[0][0], moving[2][0]  # 8 pixels apart: well over the still threshold
+    stamps = [stamp for _, stamp in frames(5, start_sec=1_800_000_200)]
+    sequence = [(first, stamps[0]), (first, stamps[1]), (first, stamps[2]), (first, stamps[3]), (later, stamps[4])]
+    send_frames(odometry_node, sequence)
+    for _, stamp in sequence[1:4]:
+        msg = odometry_for(odometry_node, stamp)
+        position, twist = msg.pose.pose.position, msg.twist.twist.linear
+        assert [position.x, position.y, position.z] == [0.0, 0.0, 0.0]
+        assert [twist.x, twist.y, twist.z] == [0.0, 0.0, 0.0]
+    model = load_model_file(pose_model_path)
+    estimator = DepthEstimator(model, torch.device("cpu"))
+    runner = PoseRunner(model.pose_net, torch.device("cpu"))
+    inputs = [estimator.preprocess(np.ascontiguousarray(bgr[:, :, ::-1])) for bgr in (first, later)]
+    expected = VisualOdometry(translation_scale=2.0 * DEPTH_SCALE).update(runner.relative_pose(*inputs), 0.4)
+    msg = odometry_for(odometry_node, stamps[4])
+    position, twist = msg.pose.pose.position, msg.twist.twist.linear
+    np.testing.assert_allclose([position.x, position.y, position.z], expected.T_odom_camera[:3, 3], atol=1e-5)
+    # The motion spans the 0.4 s since the frame it was measured from.
+    np.testing.assert_allclose([twist.x, twist.y, twist.z], expected.linear_velocity, rtol=1e-4, atol=1e-5)
+
+    # Threshold 0 switches the test off: the same image twice gets the network's (random) motion.
+    assert all(result.successful for result in odometry_node.set_parameters({"odometry_still_threshold": 0.0}))
+    try:
+        again = [(first, stamp) for _, stamp in frames(2, start_sec=1_800_000_300)]
+        send_frames(odometry_node, again)
+        position = odometry_for(odometry_node, again[1][1]).pose.pose.position
+        assert np.linalg.norm([position.x, position.y, position.z]) > 1e-6
+    finally:
+        assert all(result.successful for result in odometry_node.set_parameters({"odometry_still_threshold": 0.01}))
 
 
 def test_tf_needs_tf2_ros_and_says_so(odometry_node):

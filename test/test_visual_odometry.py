@@ -10,7 +10,8 @@ import torch
 from mono_depth_ros.geometry import axis_angle_to_matrix
 from mono_depth_ros.networks import PoseNet
 from mono_depth_ros.visual_odometry import (
-    MIN_POSITION_STDDEV_M, R_BODY_OPTICAL, PoseRunner, VisualOdometry, chain_break_reason, matrix_to_quaternion,
+    MIN_POSITION_STDDEV_M, R_BODY_OPTICAL, PoseRunner, StillGate, VisualOdometry, chain_break_reason, image_change,
+    matrix_to_quaternion,
 )
 
 
@@ -104,3 +105,48 @@ def test_pose_runner_returns_the_networks_rigid_motion():
     np.testing.assert_allclose(T[:3, 3], translation[0].double().numpy(), atol=1e-7)
     np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
     np.testing.assert_allclose(T[3], [0, 0, 0, 1])
+
+
+# --------------------------------------------------------------------------- standing still
+
+
+def _network_input(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+
+
+def test_image_change_is_the_trainers_static_frame_measure():
+    """The node's test and the trainer's (training.data.thumbnail, uint8 grey, area resize) agree."""
+    from training.data import thumbnail
+
+    rng = np.random.default_rng(3)
+    earlier = rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
+    for later in (np.roll(earlier, 1, axis=1), np.clip(earlier.astype(int) + 3, 0, 255).astype(np.uint8), earlier):
+        trainer = float(np.abs(thumbnail(later).astype(np.float32) - thumbnail(earlier)).mean()) / 255.0
+        node = image_change(_network_input(earlier), _network_input(later))
+        assert node == pytest.approx(trainer, abs=2.5e-3)  # the trainer rounds its thumbnails to uint8
+    assert image_change(_network_input(earlier), _network_input(earlier)) == 0.0
+    brighter = np.clip(earlier.astype(int) + 10, 0, 255).astype(np.uint8)
+    assert 0.03 < image_change(_network_input(earlier), _network_input(brighter)) <= 10 / 255 + 1e-6
+
+
+def test_still_gate_keeps_its_reference_so_a_slow_creep_adds_up():
+    import cv2
+
+    coarse = np.random.default_rng(4).integers(0, 256, size=(8, 20, 3), dtype=np.uint8)
+    base = cv2.resize(coarse, (160, 64), interpolation=cv2.INTER_CUBIC)  # smooth: change grows with the shift
+    crops = [_network_input(np.ascontiguousarray(base[:, shift: shift + 96])) for shift in range(8)]
+    step = image_change(crops[0], crops[1])
+    gate = StillGate(threshold=2.5 * step)  # one-pixel steps are "still"; three add up to motion
+    first = gate.pair(crops[0], 0.0)
+    assert first.earlier is None and not first.still
+    for k in (1, 2):
+        pair = gate.pair(crops[k], 0.1 * k)
+        assert pair.still and pair.earlier is crops[0] and pair.earlier_stamp_s == 0.0
+    moved = gate.pair(crops[3], 0.3)
+    assert not moved.still and moved.earlier is crops[0] and moved.earlier_stamp_s == 0.0
+    assert gate.reference is crops[3]
+    gate.threshold = 0.0  # off: every frame pairs with the one before
+    pair = gate.pair(crops[3], 0.4)
+    assert not pair.still and pair.earlier is crops[3]
+    gate.reset()
+    assert gate.pair(crops[4], 0.5).earlier is None
