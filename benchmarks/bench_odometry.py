@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ from common import Table  # noqa: E402
 
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import load_model_file  # noqa: E402
-from mono_depth_ros.visual_odometry import PoseRunner  # noqa: E402
+from mono_depth_ros.config import DepthNodeConfig  # noqa: E402
+from mono_depth_ros.visual_odometry import PoseRunner, StillGate  # noqa: E402
 from training import synthetic  # noqa: E402
 from training.odometry_metrics import OdometryErrors, compare_odometry, predict_motions  # noqa: E402
 
@@ -57,8 +58,9 @@ def train_model(bag: Path, out: Path, args: argparse.Namespace) -> Path:
     return Path(result.model_path)
 
 
-def evaluate_model(model_path: Path, recording, device: str = "cpu") -> OdometryErrors:
-    """The model's pose network over consecutive frames of ``recording``, against its true poses."""
+def evaluate_model(model_path: Path, recording, device: str = "cpu") -> Tuple[OdometryErrors, OdometryErrors]:
+    """The model's pose network over consecutive frames of ``recording``, against its true poses
+    -> (pose network alone, as depth_node publishes it with its standing-still test)."""
     model = load_model_file(model_path)
     if model.pose_net is None:
         raise SystemExit(f"{model_path} has no pose network (train with mode mono or mono+stereo)")
@@ -67,7 +69,10 @@ def evaluate_model(model_path: Path, recording, device: str = "cpu") -> Odometry
     inputs = [estimator.preprocess(rgb) for rgb in recording.images]
     # The node's translation scale: the model file's depth_scale (metres per network unit).
     motions = predict_motions(runner.relative_pose, inputs, model.metadata.depth_scale)
-    return compare_odometry(motions, recording.poses)
+    # As depth_node publishes it: no motion while the image stands still (odometry_still_threshold).
+    node_motions = predict_motions(runner.relative_pose, inputs, model.metadata.depth_scale,
+                                   StillGate(DepthNodeConfig().odometry_still_threshold))
+    return compare_odometry(motions, recording.poses), compare_odometry(node_motions, recording.poses)
 
 
 def errors_table(errors: OdometryErrors, title: str) -> Table:
@@ -133,10 +138,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             size = (metadata.input_width, metadata.input_height)
         # Rendered into a fresh folder every time: the recording object holds the true poses.
         heldout = render_drive(Path(tmp) / f"heldout_{time.time_ns()}", args.frames, 1, size, args.speed)
-        errors = evaluate_model(model, heldout, args.device)
-        table = errors_table(errors, f"Visual odometry on a held-out street drive ({args.frames} frames at {RATE_HZ:g} Hz)")
+        network, node = evaluate_model(model, heldout, args.device)
+        title = f"Visual odometry on a held-out street drive ({args.frames} frames at {RATE_HZ:g} Hz)"
+        table = errors_table(network, f"{title}: the pose network alone")
         table.notes.insert(0, f"{trained}model {model}")
         print(table.render(args.markdown))
+        print(errors_table(node, f"{title}: as depth_node publishes it (no motion while the image stands still)")
+              .render(args.markdown))
     return 0
 
 

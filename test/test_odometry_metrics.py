@@ -103,3 +103,23 @@ def test_predict_motions_scales_translation_only():
 def test_compare_needs_one_motion_per_pair():
     with pytest.raises(ValueError, match="one per frame pair"):
         compare_odometry([np.eye(4)], drive())
+
+
+def test_predict_motions_with_a_still_gate_reports_no_motion_while_the_image_stands():
+    import torch
+
+    from mono_depth_ros.visual_odometry import StillGate
+
+    still, moved = torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)
+    inputs = [still, still, still, moved]
+    calls = []
+
+    def relative_pose(earlier, later):
+        calls.append((earlier, later))
+        T = np.eye(4)
+        T[2, 3] = -1.0
+        return T
+
+    motions = predict_motions(relative_pose, inputs, 2.0, still_gate=StillGate(0.01))
+    assert [m[2, 3] for m in motions] == [0.0, 0.0, -2.0]
+    assert len(calls) == 1 and calls[0][0] is still and calls[0][1] is moved

@@ -83,11 +83,24 @@ def compare_odometry(predicted: Sequence[np.ndarray], true_poses: Sequence[np.nd
 
 
 def predict_motions(relative_pose: Callable[[object, object], np.ndarray], inputs: Sequence[object],
-                    translation_scale: float = 1.0) -> list:
+                    translation_scale: float = 1.0, still_gate=None) -> list:
     """relative_pose(earlier, later) -> T_later_earlier in network units, over consecutive inputs
-    -> N - 1 motions with translations times ``translation_scale`` (metres for a metric model)."""
+    -> N - 1 motions with translations times ``translation_scale`` (metres for a metric model).
+
+    With ``still_gate`` (mono_depth_ros.visual_odometry.StillGate) the motions are depth_node's:
+    identity while the image stands still, else the motion since the frame last measured from.
+    """
     motions = []
-    for earlier, later in zip(inputs[:-1], inputs[1:]):
+    if still_gate is not None:
+        still_gate.reset()
+        still_gate.pair(inputs[0], 0.0)
+    for k, (earlier, later) in enumerate(zip(inputs[:-1], inputs[1:]), start=1):
+        if still_gate is not None:
+            pair = still_gate.pair(later, float(k))
+            if pair.still:
+                motions.append(np.eye(4))
+                continue
+            earlier = pair.earlier
         T = np.array(relative_pose(earlier, later), dtype=np.float64)
         T[:3, 3] *= translation_scale
         motions.append(T)
