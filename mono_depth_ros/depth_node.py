@@ -27,6 +27,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from .camera import CameraInfoError, intrinsics_disagreement
+from .camera_info_pairing import CameraInfoPairing, header_stamp
 from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
 from .frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
 from .image_conversion import ImageFormatError, depth_to_image_fields
@@ -105,7 +106,7 @@ class DepthNode(Node):
                 "parameter 'model_path' is empty: pass model:=/path/to/model.safetensors. " + HOW_TO_GET_A_MODEL
             )
         self._last_warning: Dict[str, float] = {}
-        self._camera_info: Optional[CameraInfo] = None
+        self._camera_infos: CameraInfoPairing[CameraInfo] = CameraInfoPairing()
         self._pending: Optional[Image] = None
         self._checked_intrinsics: Optional[tuple] = None
         self.frames_received = 0
@@ -242,7 +243,7 @@ class DepthNode(Node):
 
     # ---- callbacks (executor thread) ---------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self._camera_infos.add(header_stamp(msg), msg)
 
     def _on_incompatible_image_qos(self, event) -> None:
         topic = self._image_sub.topic_name
@@ -311,7 +312,8 @@ class DepthNode(Node):
     def process(self, msg: Image) -> bool:
         """Handle one image; returns True when outputs were published."""
         config = self._config
-        info = self._camera_info
+        # The camera_info with the image's stamp (it may follow the image by a moment), else the newest.
+        info = self._camera_infos.info_for(header_stamp(msg))
         topic = self._image_sub.topic_name
         if info is None:
             self._warn(
@@ -454,6 +456,7 @@ class DepthNode(Node):
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
+        self._camera_infos.close()
         if self._worker is not None:
             self._worker.join(timeout)
 

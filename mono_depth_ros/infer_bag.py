@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .camera import CameraInfoError
+from .camera_info_pairing import header_stamp
 from .config import DepthNodeConfig, load_node_config
 from .frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
 from .image_conversion import ImageFormatError, depth_to_image_fields
@@ -131,11 +132,6 @@ def select_camera_topics(
             f"with one that has. {info_listing}"
         )
     return CameraTopics(image_topic, image_type, camera_info_topic)
-
-
-def stamp_of(msg) -> Tuple[int, int]:
-    stamp = msg.header.stamp
-    return int(stamp.sec), int(stamp.nanosec)
 
 
 # --------------------------------------------------------------------------- output messages
@@ -331,37 +327,37 @@ def infer_bag(
                 )
 
             info = None
-            # An image recorded just before the first camera_info (drivers publish the image, then its
-            # camera_info) waits for it: used when that camera_info has the image's stamp, else skipped.
-            waiting: Optional[Tuple[int, object]] = None
+            # Drivers publish the image, then its camera_info: each image is held until the next
+            # message and uses that camera_info when it has the image's stamp, else the newest one
+            # recorded before it (as depth_node pairs them).
+            held: Optional[Tuple[int, object, str]] = None
+
+            def release(own_info=None) -> None:
+                held_time, held_msg, held_type = held
+                use = own_info if own_info is not None else info
+                if use is None:
+                    no_camera_info()
+                else:
+                    handle(held_time, held_msg, held_type, use)
+                bar.update(1)
+
             for topic, msgtype, bag_time, msg in reader.messages([topics.image, topics.camera_info]):
                 if topic == topics.camera_info:
+                    if held is not None:
+                        release(msg if header_stamp(held[1]) == header_stamp(msg) else None)
+                        held = None
                     info = msg
-                    if waiting is not None:
-                        waiting_time, waiting_msg = waiting
-                        waiting = None
-                        if stamp_of(waiting_msg) == stamp_of(msg):
-                            handle(waiting_time, waiting_msg, topics.image_type, info)
-                        else:
-                            no_camera_info()
-                        bar.update(1)
                     if copy_input:
                         write("camera_info", CAMERA_INFO_TYPE, bag_time, msg)
                     continue
                 summary.frames_read += 1
                 if copy_input:
                     write("image", msgtype, bag_time, msg)
-                if info is None:
-                    if waiting is not None:
-                        no_camera_info()
-                        bar.update(1)
-                    waiting = (bag_time, msg)
-                    continue
-                handle(bag_time, msg, msgtype, info)
-                bar.update(1)
-            if waiting is not None:
-                no_camera_info()
-                bar.update(1)
+                if held is not None:
+                    release()
+                held = (bag_time, msg, msgtype)
+            if held is not None:
+                release()
         bar.close()
         for problem in reader.damage:
             log(problem)

@@ -202,6 +202,33 @@ def test_image_waiting_for_a_camera_info_of_the_same_stamp_uses_it(raw_bag, smal
     assert header_key(read_bag(out)["/depth"][0][2]) == header_key(first_image[2])
 
 
+def test_each_image_uses_the_camera_info_recorded_after_it_with_its_stamp(small_model_path, pipeline, tmp_path,
+                                                                          capsys):
+    # The camera switches from 80x64 to 40x32 at frame 2, and K changes every frame. Each image is recorded
+    # before its own camera_info, as drivers publish them: pairing with the newest earlier camera_info
+    # would give frame 2 the 80x64 one (skipped as not fitting) and the others the previous frame's K.
+    typestore = make_typestore()
+    rng = np.random.default_rng(2)
+    sizes = [(80, 64), (80, 64), (40, 32), (40, 32)]
+    entries = []
+    for index, (width, height) in enumerate(sizes):
+        stamp = 1_700_000_000_000_000_000 + index * 50_000_000
+        focal = (1.0 + 0.1 * index) * width  # every frame its own K
+        K = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+        entries.append(BagEntry("/camera/image_raw", IMAGE_TYPE, stamp,
+                                image_message(typestore, rng.integers(0, 255, (height, width, 3), dtype=np.uint8),
+                                              stamp)))
+        entries.append(BagEntry("/camera/camera_info", CAMERA_INFO_TYPE, stamp + 1_000_000,
+                                camera_info_message(typestore, K, width, height, stamp)))
+    bag = write_bag(tmp_path / "resized", entries, typestore=typestore)
+    out = tmp_path / "out"
+    assert main(["--bag", str(bag), "--model", str(small_model_path), "--out", str(out), "--no-progress"]) == 0
+    assert "wrote 4 of 4 frames" in capsys.readouterr().out
+    inputs, outputs = read_bag(bag), read_bag(out)
+    for index in range(4):
+        check_frame(pipeline, inputs, outputs, index, IMAGE_TYPE)
+
+
 def test_bad_images_are_skipped_with_one_message_per_kind(small_model_path, tmp_path, capsys):
     bag = _hand_made_bag(tmp_path / "bayer", [("raw", True), ("bayer", True), ("raw", True), ("bayer", True)])
     assert main(["--bag", str(bag), "--model", str(small_model_path), "--out", str(tmp_path / "o1"),

@@ -31,6 +31,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
 
+from mono_depth_ros.camera_info_pairing import MATCHES_BEFORE_WAITING  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import load_model_file  # noqa: E402
 
@@ -699,14 +700,42 @@ def test_bad_image_is_skipped_with_a_warning(main_node, kind):
     check_good_frame_after(main_node, stamp)
 
 
+def pair_camera_info_stream(node: RunningNode, width: int = 160, height: int = 120) -> None:
+    """Good frames, each with its own camera_info, until the node waits for an image's camera_info."""
+    for _ in range(MATCHES_BEFORE_WAITING):
+        stamp = next_stamp()
+        node.exchange(image_msg(scene(width, height), stamp, "cam"), info_msg(width, height, stamp, "cam"))
+
+
 @pytest.mark.parametrize("kind", sorted(BAD_INFOS))
 def test_bad_camera_info_is_skipped_with_a_warning(main_node, kind):
     width, height = 160, 120
     text, fields = BAD_INFOS[kind]
+    # The bad camera_info must be the image's own, whichever of the two the node gets first.
+    pair_camera_info_stream(main_node)
     stamp = next_stamp()
     info = info_msg(fields.get("width", width), fields.get("height", height), stamp, "cam", fields.get("k"))
     main_node.send_until_logged(image_msg(scene(width, height), stamp, "cam"), info, text)
     check_good_frame_after(main_node, stamp)
+
+
+def test_image_published_before_its_camera_info_uses_it(main_node):
+    """Drivers publish the image, then its camera_info: when the camera changes size, the first image
+    of the new size must be paired with its own camera_info, not skipped for the previous one."""
+    pair_camera_info_stream(main_node)
+    log_start = len(main_node.process.output())
+    for width, height in ((128, 96), (160, 120)):
+        stamp = next_stamp()
+        image = image_msg(scene(width, height), stamp, "cam")
+        main_node.image_pub.publish(image)
+        main_node.ros.spin_for(0.03)
+        main_node.info_pub.publish(info_msg(width, height, stamp, "cam"))
+        # Sent once: a re-send would find the camera_info already there.
+        assert main_node.ros.spin_until(lambda: main_node.outputs_for("depth", stamp), FRAME_TIMEOUT_S), (
+            f"no depth for the {width}x{height} image sent before its camera_info"
+        )
+        check_depth_message(main_node.outputs_for("depth", stamp)[0], image)
+    assert "describes" not in main_node.process.output()[log_start:]
 
 
 def test_repeated_problem_warns_once_per_period(main_node):
