@@ -238,8 +238,13 @@ def _monodepth2_import_context(checkout: Path):
         yield
 
 
-def build_monodepth2_trainer(checkout: Path, size: Size, device: torch.device, log_dir: Path):
-    """Monodepth2's Trainer for mono training at ``size``, random weights, on ``device``."""
+def build_monodepth2_trainer(checkout: Path, size: Size, device: torch.device, log_dir: Path,
+                             extra_arguments: Sequence[str] = ()):
+    """Monodepth2's Trainer for mono training at ``size``, random weights, on ``device``.
+
+    ``extra_arguments``: more of its command-line options, parsed after these (so they override
+    them), e.g. ``["--use_stereo", "--frame_ids", "0"]`` for stereo training.
+    """
     if not (checkout / "trainer.py").exists() or not (checkout / "layers.py").exists():
         raise SystemExit(f"{checkout} is not a monodepth2 checkout (no trainer.py / layers.py)")
     with _monodepth2_import_context(checkout):
@@ -255,6 +260,7 @@ def build_monodepth2_trainer(checkout: Path, size: Size, device: torch.device, l
         ]
         if device.type != "cuda":
             arguments.append("--no_cuda")
+        arguments += list(extra_arguments)
         opts = monodepth2_options.MonodepthOptions().parser.parse_args(arguments)
         # Its split files name KITTI frames; only their count matters here.
         monodepth2_trainer.readlines = lambda path: [f"placeholder {index} l" for index in range(size.batch)]

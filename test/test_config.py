@@ -169,6 +169,30 @@ def test_training_config_encoder_choices_are_checked():
     # num_layers is the ResNet depth: not read for another encoder, checked for a ResNet.
     assert apply_overrides(config, ["model.num_layers=101"]).model.num_layers == 101
     with pytest.raises(ConfigError, match=r"model.num_layers is 101; choose one of \(18, 34, 50\)"):
-        apply_overrides(TrainConfig(), ["model.num_layers=101"])
+        apply_overrides(TrainConfig(), ["model.encoder=resnet", "model.num_layers=101"])
     with pytest.raises(ConfigError, match="model.encoder is 'effnet'; choose one of resnet, efficientnet_lite0"):
         apply_overrides(TrainConfig(), ["model.encoder=effnet"])
+
+
+def test_the_monodepth2_recipe_file_loads_and_restores_its_published_settings():
+    from pathlib import Path
+
+    from training.config import TrainConfig, load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "train_monodepth2.yaml")
+    assert (config.model.encoder, config.model.num_layers, config.model.initial_depth) == ("resnet", 18, 0.0)
+    assert (config.optim.lr, config.optim.schedule, config.optim.scheduler_step) == (1e-4, "step", 15)
+    assert (config.loss.odometry_distance, config.loss.velocity_weight) == (False, 0.0)
+    default = TrainConfig()
+    assert (default.model.encoder, default.model.initial_depth, default.optim.schedule) == (
+        "efficientnet_lite0", None, "onecycle")
+
+
+def test_initial_depth_takes_null_zero_or_a_depth_inside_the_range():
+    from training.config import ConfigError, TrainConfig, apply_overrides
+
+    assert apply_overrides(TrainConfig(), ["model.initial_depth=null"]).model.initial_depth is None
+    assert apply_overrides(TrainConfig(), ["model.initial_depth=0"]).model.initial_depth == 0.0
+    assert apply_overrides(TrainConfig(), ["model.initial_depth=12"]).model.initial_depth == 12.0
+    with pytest.raises(ConfigError, match="model.initial_depth is 0.05; null"):
+        apply_overrides(TrainConfig(), ["model.initial_depth=0.05"])

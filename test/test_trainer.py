@@ -80,7 +80,8 @@ def make_datasets(recording, odometry=True, train_count=6):
 def tiny_config(mode="mono", **overrides):
     items = [
         f"mode={mode}", "model.pretrained=false", "data.width=64", "data.height=64", "data.num_workers=0",
-        "optim.batch_size=2", "optim.epochs=2", "optim.lr=1e-3", "log.log_every=1", "log.image_every=0",
+        "optim.batch_size=2", "optim.epochs=2", "optim.lr=1e-3", "optim.schedule=step", "log.log_every=1",
+        "log.image_every=0",
     ] + [f"{key}={value}" for key, value in overrides.items()]
     return apply_overrides(TrainConfig(), items)
 
@@ -206,19 +207,25 @@ def test_damaged_checkpoint_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "mode, has_odometry, metric, has_pose",
-    [("stereo", False, True, False), ("mono", True, True, True), ("mono", False, False, True)],
+    "mode, has_odometry, has_pose",
+    [("stereo", False, False), ("mono", True, True), ("mono", False, True)],
 )
-def test_exported_model_loads_with_the_right_metadata(recording, tmp_path, mode, has_odometry, metric, has_pose):
+def test_exported_model_loads_with_the_right_metadata(recording, tmp_path, mode, has_odometry, has_pose):
     train_ds, val_ds = make_datasets(recording, odometry=has_odometry)
     config = tiny_config(mode, **{"optim.max_steps": 1})
-    result = train(config, tmp_path, datasets=(train_ds, val_ds, report(has_odometry)), log=quiet)
+    lines = []
+    result = train(config, tmp_path, datasets=(train_ds, val_ds, report(has_odometry)), log=lines.append)
     assert result.model_path == tmp_path / "model.safetensors"
     loaded = load_model_file(result.model_path)
     meta = loaded.metadata
     assert (meta.input_width, meta.input_height) == (64, 64)
     assert (meta.min_depth, meta.max_depth) == (0.1, 100.0)
-    assert meta.metric is metric and meta.depth_scale == 1.0
+    # One step (a fresh network's depth is still flat) proves no scale: never labelled metric, and the
+    # file and the last line say why.
+    assert meta.metric is False and meta.depth_scale == 1.0
+    assert meta.training["metric_reason"] == "training did not converge"
+    assert meta.training["converged"] is False and meta.training["problems"]
+    assert "NOT metric: training did not converge" in lines[-1]
     assert meta.rectified_input is True
     assert meta.normalized_intrinsics == [0.7, 1.4, 0.51, 0.49]
     assert meta.has_pose is has_pose and (loaded.pose_net is not None) is has_pose
@@ -348,3 +355,41 @@ def test_initial_depth_makes_a_fresh_network_predict_that_depth(recording, tmp_p
 
     with pytest.raises(ConfigError, match="model.initial_depth is 500"):
         validate_config(tiny_config("stereo", **{"model.initial_depth": 500.0}))
+
+
+def test_a_forced_degenerate_network_is_reported_and_never_labelled_metric(recording, tmp_path):
+    """Depth pinned at model.min_depth everywhere (saturated sigmoid: no gradient, so it stays)."""
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo", **{"optim.epochs": 10, "optim.max_steps": 24, "optim.lr": 1e-6})
+    lines = []
+    trainer = Trainer(config, train_ds, val_ds, tmp_path, report=report(), log=lines.append)
+    with torch.no_grad():
+        for head in trainer.depth_net.decoder.disparity_heads.values():
+            head.conv.weight.zero_()
+            head.conv.bias.fill_(30.0)
+    result = trainer.fit()
+    assert not result.converged and not result.metric
+    assert any("saturated" in problem for problem in result.problems)
+    assert any("no better than the unwarped" in problem for problem in result.problems)
+    assert any(line.startswith("WARNING: step 20: training is collapsing") for line in lines)
+    meta = load_model_file(result.model_path).metadata
+    assert meta.metric is False and meta.training["converged"] is False
+    assert meta.training["metric_reason"] == "training did not converge"
+    from training.trainer import final_lines
+
+    text = final_lines(result, "stereo")
+    assert text[0].startswith("training did not converge: ") and text[1].startswith("try: ")
+    assert "NOT metric: training did not converge" in text[-1]
+
+
+def test_a_short_run_learns_to_explain_the_other_view_better_than_not_warping(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording)
+    config = tiny_config("stereo", **{"optim.epochs": 8, "optim.schedule": "onecycle", "optim.lr": 1e-3})
+    trainer = Trainer(config, train_ds, val_ds, tmp_path, report=report(), log=quiet)
+    before = trainer.validate()
+    result = trainer.fit()
+    after = result.validation[-1]
+    assert result.converged, result.problems
+    assert after["identity_ratio"] < 0.9 * before["identity_ratio"], (before, after)
+    assert after["identity_ratio"] < 0.8  # the warped right image beats the unwarped one clearly
+    assert "scale_stereo_ratio" in after and "scale_stereo_passed" in after

