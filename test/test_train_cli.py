@@ -40,9 +40,11 @@ def test_train_yaml_mirrors_the_dataclass_defaults():
 
 
 def test_monodepth2_recipe_defaults():
+    """Monodepth2's losses and shape by default; its optimiser recipe in config/train_monodepth2.yaml."""
     config = TrainConfig()
     assert (config.data.width, config.data.height) == (640, 192)
-    assert (config.optim.lr, config.optim.batch_size, config.optim.epochs) == (1e-4, 12, 20)
+    assert (config.optim.batch_size, config.optim.epochs) == (12, 20)
+    assert load_config(REPO / "config" / "train_monodepth2.yaml").optim.lr == 1e-4
     assert (config.optim.scheduler_step, config.optim.scheduler_gamma) == (15, 0.1)
     assert (config.loss.ssim_weight, config.loss.smoothness) == (0.85, 1e-3)
     assert config.model.scales == [0, 1, 2, 3] and (config.model.min_depth, config.model.max_depth) == (0.1, 100.0)
@@ -140,7 +142,7 @@ def test_end_to_end_training_lowers_the_loss_and_improves_depth(recording, tmp_p
     argv = _argv(
         recording, out, tmp_path / "cache", "mode=stereo", "data.width=128", "data.height=64", "optim.batch_size=4",
         "optim.max_steps=30", "optim.epochs=100", "optim.lr=5e-4", "model.min_depth=1.0", "loss.lr_consistency=0",
-        "log.log_every=1", "--seed", "0",
+        "model.encoder=resnet", "model.initial_depth=0", "optim.schedule=step", "log.log_every=1", "--seed", "0",
     )
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -153,7 +155,11 @@ def test_end_to_end_training_lowers_the_loss_and_improves_depth(recording, tmp_p
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
 
     loaded = load_model_file(lines[-1])
-    assert loaded.metadata.metric is True and loaded.metadata.has_pose is False
+    # The label is the held-out scale check's verdict, recorded beside it.
+    checks = loaded.metadata.training["scale_checks"]
+    assert [check["source"] for check in checks] == ["stereo baseline"]
+    assert loaded.metadata.metric is (checks[0]["passed"] and loaded.metadata.training["converged"])
+    assert loaded.metadata.has_pose is False
     assert (loaded.metadata.input_width, loaded.metadata.input_height) == (128, 64)
     assert loaded.metadata.training["baseline_m"] == pytest.approx(0.2)
     torch.manual_seed(0)  # the trainer's initial weights: same seed, same construction

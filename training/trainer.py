@@ -1034,7 +1034,9 @@ class Trainer:
                 loader = self._loader(self.train_dataset, self.sampler, self.epoch, drop_last=True)
                 for batch in loader:
                     output = self.train_step(batch)
-                    if self.scheduler_per_step:
+                    # A resumed run given more steps than its one-cycle schedule was built for keeps the
+                    # schedule's final rate (OneCycleLR cannot be stretched).
+                    if self.scheduler_per_step and self.scheduler.last_epoch + 1 < self.scheduler.total_steps:
                         self.scheduler.step()
                     self.step += 1
                     self.batch_in_epoch += 1
