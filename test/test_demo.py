@@ -38,8 +38,10 @@ def test_short_demo_trains_runs_the_node_and_writes_the_report(tmp_path):
         assert row["frames"] >= 5
         assert 0 <= row["a1"] <= row["a2"] <= row["a3"] <= 1
         assert row["abs_rel"] > 0 and np.isfinite(row["rmse"])
-    # The proper rows: a stereo model is metric (unscaled), the constant is median-scaled.
-    assert rows[("depth_node", "unscaled")]["proper"] and rows[("constant", "median-scaled")]["proper"]
+    # The proper rows: two training steps prove no scale, so the model is relative (median-scaled);
+    # the constant is median-scaled.
+    assert rows[("depth_node", "median-scaled")]["proper"] and not rows[("depth_node", "unscaled")]["proper"]
+    assert rows[("constant", "median-scaled")]["proper"]
     assert rows[("ground-plane", "unscaled")]["proper"]
     assert "abs_rel: trained model" in result.stdout
 

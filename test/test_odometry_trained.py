@@ -61,7 +61,11 @@ def predicted(trained):
 
 def test_the_trained_model_is_metric_and_has_a_pose_network(trained):
     model, _ = trained
-    assert model.metadata.metric and model.metadata.has_pose and model.pose_net is not None
+    assert model.metadata.has_pose and model.pose_net is not None
+    # The label is the trainer's held-out odometry scale check, recorded beside it.
+    checks = model.metadata.training["scale_checks"]
+    assert [check["source"] for check in checks] == ["odometry"]
+    assert model.metadata.metric is (checks[0]["passed"] and model.metadata.training["converged"])
 
 
 def test_each_step_points_the_way_the_camera_moved_at_about_the_true_length(trained, predicted):
