@@ -59,7 +59,7 @@ def predicted(trained):
     return predict_motions(runner.relative_pose, inputs, model.metadata.depth_scale)
 
 
-def test_the_trained_model_is_metric_and_has_a_pose_network(trained):
+def test_the_trained_model_has_a_pose_network_and_an_honest_label(trained):
     model, _ = trained
     assert model.metadata.has_pose and model.pose_net is not None
     # The label is the trainer's held-out odometry scale check, recorded beside it.
