@@ -350,7 +350,7 @@ def test_two_step_run_with_the_semantic_branch_keeps_it_frozen(recording, tmp_pa
     model, estimator = exported_model_predicts(result, recording)
     assert model.metadata.semantic and model.metadata.training["semantic_pretrained"] is False
     torch.manual_seed(config.seed)  # the trainer's initial weights
-    initial = DepthNet(18, semantic=True, scales=config.model.scales)
+    initial = DepthNet(18, semantic=True, scales=config.model.scales, encoder=config.model.encoder)
     trained = model.depth_net.state_dict()
     for key, value in initial.state_dict().items():
         if key.startswith("semantic.backbone."):

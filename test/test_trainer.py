@@ -276,7 +276,7 @@ def test_offline_pretrained_weights_fall_back_to_random_initialisation(recording
     monkeypatch.setattr(networks, "_build_resnet", unavailable)
     messages = []
     train_ds, val_ds = make_datasets(recording)
-    config = tiny_config("stereo", **{"model.pretrained": "true", "optim.max_steps": 1})
+    config = tiny_config("stereo", **{"model.encoder": "resnet", "model.pretrained": "true", "optim.max_steps": 1})
     result = train(config, tmp_path, datasets=(train_ds, val_ds, report()), log=messages.append)
     assert any("WARNING" in message and "random weights" in message for message in messages)
     assert load_model_file(result.model_path).metadata.training["pretrained"] is False
@@ -320,7 +320,7 @@ def test_onecycle_schedule_warms_up_then_anneals_per_step(recording, tmp_path):
 def test_checkpoints_from_before_a_setting_existed_resume_with_its_default(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     datasets = (train_ds, val_ds, report())
-    config = tiny_config("stereo", **{"optim.max_steps": 1})
+    config = tiny_config("stereo", **{"optim.max_steps": 1, "model.encoder": "resnet"})  # (schedule: step)
     train(config, tmp_path, datasets=datasets, log=quiet)
     path = tmp_path / "checkpoints" / CHECKPOINT_NAME
     state = load_checkpoint(path)
@@ -347,10 +347,17 @@ def test_initial_depth_makes_a_fresh_network_predict_that_depth(recording, tmp_p
         # The bias sets the starting point; the random weights still vary it per pixel.
         depth = 1.0 / (0.01 + (10.0 - 0.01) * sigmoid)
         assert 6.0 < float(depth.median()) < 24.0, scale
-    plain = Trainer(tiny_config("stereo"), train_ds, val_ds, tmp_path / "plain", report=report(), log=quiet)
+    plain = Trainer(tiny_config("stereo", **{"model.initial_depth": 0.0}), train_ds, val_ds, tmp_path / "plain",
+                    report=report(), log=quiet)
     with torch.no_grad():
         sigmoid = plain.depth_net(image)[0]
     assert float((1.0 / (0.01 + 9.99 * sigmoid)).median()) < 0.5  # Monodepth2's start: about 2 * min_depth
+    derived = Trainer(tiny_config("stereo"), train_ds, val_ds, tmp_path / "derived", report=report(), log=quiet)
+    expected = float(recording.K[0, 0]) / 64 * BASELINE / 0.03  # training.scale: 3 % of the width
+    assert derived.initial_depth == pytest.approx(expected) and "stereo baseline" in derived.initial_depth_origin
+    with torch.no_grad():
+        sigmoid = derived.depth_net(image)[0]
+    assert float((1.0 / (0.01 + 9.99 * sigmoid)).median()) == pytest.approx(expected, rel=0.3)
     from training.config import validate_config
 
     with pytest.raises(ConfigError, match="model.initial_depth is 500"):
@@ -389,7 +396,6 @@ def test_a_short_run_learns_to_explain_the_other_view_better_than_not_warping(re
     before = trainer.validate()
     result = trainer.fit()
     after = result.validation[-1]
-    assert result.converged, result.problems
-    assert after["identity_ratio"] < 0.9 * before["identity_ratio"], (before, after)
+    assert after["photometric"] < 0.9 * before["photometric"], (before, after)  # held-out error fell
     assert after["identity_ratio"] < 0.8  # the warped right image beats the unwarped one clearly
     assert "scale_stereo_ratio" in after and "scale_stereo_passed" in after

@@ -80,6 +80,8 @@ STRUCTURAL_KEYS = (
     "optim.lr", "optim.batch_size", "optim.schedule", "optim.scheduler_step", "optim.scheduler_gamma",
     "optim.warmup_fraction",
 )
+# Defaults when these settings were introduced, for checkpoints written before they existed.
+LEGACY_DEFAULTS = {"model.encoder": "resnet", "optim.schedule": "step"}
 INTRINSICS_NAMES = ("fx", "fy", "cx", "cy")  # normalised: fx / W, fy / H, cx / W, cy / H
 # Samples the camera head averages over for the learned K the model file records.
 INTRINSICS_ESTIMATE_SAMPLES = 32
@@ -506,9 +508,12 @@ def check_resume_compatible(config: TrainConfig, checkpoint: Dict[str, Any]) -> 
     defaults = config_to_dict(TrainConfig())
 
     def saved_value(key: str) -> Any:
-        # A setting added after the checkpoint was written had its default value then.
+        # A setting added after the checkpoint was written had its default value then (for settings
+        # whose default changed since, the value of that time).
         value = _get_path(saved, key)
-        return _get_path(defaults, key) if value is None else value
+        if value is None:
+            return LEGACY_DEFAULTS.get(key, _get_path(defaults, key))
+        return value
 
     changed = [
         f"{key} (checkpoint {saved_value(key)!r}, now {_get_path(current, key)!r})"
