@@ -13,7 +13,8 @@ model file on the held-out drive with `evaluate`'s protocol (Garg crop, 80 m cap
 * the two baselines that learn nothing: a constant depth and a flat ground plane.
 
 Rows: mono (the bag has /odom: odometry-scaled warps and velocity supervision), mono without
-odometry (data.odometry_topic=none), stereo, mono+stereo. ``--steps`` sets the budget (default 400
+odometry (data.odometry_topic=none), stereo, mono+stereo, and mono+stereo with a deliberately
+halved baseline (the check must label it relative). ``--steps`` sets the budget (default 400
 at 320x96, batch 8, the issue's reference); ``--long-steps N`` adds the same rows at N steps.
 
 With ``--monodepth2 PATH`` (a local checkout of nianticlabs/monodepth2, imported at run time; nothing
@@ -41,21 +42,28 @@ from common import Table, load_average  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> (mode, extra overrides)
+# name -> (mode, extra overrides); {half_baseline} is filled in from --baseline.
 RUNS: Dict[str, tuple] = {
     "mono": ("mono", []),
     "mono_no_odometry": ("mono", ["data.odometry_topic=none"]),
     "stereo": ("stereo", []),
     "mono+stereo": ("mono+stereo", []),
 }
+# A deliberately broken scale: the stereo baseline is set to half the true one, so the two scale
+# sources of mono+stereo disagree. The trainer must notice and label the model relative. (One
+# source alone cannot be caught without ground truth: the bag is the only truth the trainer has.)
+BROKEN_RUNS: Dict[str, tuple] = {
+    "mono+stereo_half_baseline": ("mono+stereo", ["data.baseline_m={half_baseline}"]),
+}
+ALL_RUNS = {**RUNS, **BROKEN_RUNS}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400, help="training steps per row (default 400)")
     parser.add_argument("--long-steps", type=int, default=0, help="also run every row with this many steps")
-    parser.add_argument("--only", nargs="+", choices=list(RUNS), metavar="NAME",
-                        help=f"rows to run (default all): {', '.join(RUNS)}")
+    parser.add_argument("--only", nargs="+", choices=list(ALL_RUNS), metavar="NAME",
+                        help=f"rows to run (default all): {', '.join(ALL_RUNS)}")
     parser.add_argument("--width", type=int, default=320, help="training width (default 320)")
     parser.add_argument("--height", type=int, default=96, help="training height (default 96)")
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
@@ -67,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-seed", type=int, default=10, help="street of the training drive")
     parser.add_argument("--heldout-seed", type=int, default=11, help="street of the held-out drive")
     parser.add_argument("--monodepth2", default="", help="monodepth2 checkout: add rows trained by its own code")
+    parser.add_argument("--skip-ours", action="store_true", help="with --monodepth2: only Monodepth2's rows")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                        help="add the rows of earlier runs (their --json files) to the table")
     parser.add_argument("--out", default=str(ROOT / "out" / "quality"))
     parser.add_argument("--json", default="", help="also write the rows here (default: OUT/quality.json)")
     parser.add_argument("--markdown", action="store_true")
@@ -127,7 +138,8 @@ def run_ours(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: in
     from training.evaluate import evaluate_bag
     from training.trainer import train
 
-    mode, extra = RUNS[name]
+    mode, extra = ALL_RUNS[name]
+    extra = [item.format(half_baseline=args.baseline / 2) for item in extra]
     run_dir = out / "runs" / f"{name}_{steps}"
     shutil.rmtree(run_dir, ignore_errors=True)
     overrides = [f"mode={mode}", f"data.width={args.width}", f"data.height={args.height}",
@@ -193,14 +205,17 @@ def format_table(rows: Sequence[Dict], baselines: Sequence[Dict], markdown: bool
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out).resolve()
-    names = args.only or list(RUNS)
+    names = args.only or list(ALL_RUNS)
     train_bag, heldout_bag = recordings(out, args)
     budgets = [args.steps] + ([args.long_steps] if args.long_steps else [])
     rows = []
+    for earlier in args.merge:
+        rows.extend(json.loads(Path(earlier).read_text())["rows"])
     for steps in budgets:
         for name in names:
-            rows.append(run_ours(name, out, train_bag, heldout_bag, steps, args))
-            if args.monodepth2:
+            if not args.skip_ours:
+                rows.append(run_ours(name, out, train_bag, heldout_bag, steps, args))
+            if args.monodepth2 and name in RUNS:
                 from bench_quality_monodepth2 import run_monodepth2
 
                 rows.append(run_monodepth2(name, out, train_bag, heldout_bag, steps, args, row_from))
