@@ -180,7 +180,8 @@ def format_table(rows: Sequence[Dict], baselines: Sequence[Dict], markdown: bool
     for row in rows:
         checks = "; ".join(
             f"{check['source'].split()[0]} {_fmt(check.get('ratio'), 2)}±{_fmt(check.get('spread'), 2)}"
-            f"{'' if check['passed'] else ' (failed)'}" for check in row["scale_checks"]) or "-"
+            f"{'' if check['passed'] else ' (failed)' if check.get('conclusive', True) else ' (inconclusive)'}"
+            for check in row["scale_checks"]) or "-"
         table.add(row["name"], row["trainer"], row["steps"], _fmt(row["abs_rel_median_scaled"]),
                   _fmt(row["abs_rel_unscaled"]), _fmt(row["a1_median_scaled"]), _fmt(row["true_scale"], 2),
                   "metric" if row["metric"] else "relative", checks,

@@ -19,9 +19,11 @@ from training.scale import (
     INITIAL_DISPARITY_FRACTION,
     METRIC_TOLERANCE,
     SCALE_FACTORS,
+    ScaleCheck,
     check_scale,
     derive_initial_depth,
     scale_sweep,
+    scale_verdict,
     translation_at_distance,
 )
 from training.synthetic import render_recording
@@ -105,7 +107,7 @@ def test_the_true_depth_passes_the_stereo_scale_check_and_wrong_scales_fail(stre
     assert exact.ratio == pytest.approx(1.0, abs=0.06) and exact.spread < 0.1
     for wrong, expected in ((0.5, 2.0), (1.4, 1 / 1.4), (0.75, 1 / 0.75)):  # e.g. a halved baseline: 2x
         check = check_scale(scale_sweep(depth * wrong, left, [right], [T], K), "stereo baseline")
-        assert not check.passed and check.reason
+        assert not check.passed and check.conclusive and check.reason  # decided: the scale is wrong
         if expected < SCALE_FACTORS[-1]:
             assert check.ratio == pytest.approx(expected, rel=0.08)
     assert abs(1 / 0.75 - 1) > METRIC_TOLERANCE  # (0.75 is outside the tolerance)
@@ -129,7 +131,32 @@ def test_odometry_scale_check_with_known_motion_and_a_threefold_odometry_error(s
     for T in tripled:
         T[:, :3, 3] *= 3.0
     check = check_scale(scale_sweep(depth, left, sources, tripled, K), "odometry")
-    assert not check.passed and check.ratio > 1.8
+    assert not check.passed and check.conclusive and check.ratio > 1.8
+    # A camera that barely moved (2 % of the motion; the neighbours are the same image) cannot tell
+    # 0.8x from 1x: inconclusive, neither passed nor failed.
+    crawling = [T.clone() for T in (T_prev, T_next)]
+    for T in crawling:
+        T[:, :3, 3] *= 0.02
+    check = check_scale(scale_sweep(depth, left, [left, left], crawling, K), "odometry")
+    assert not check.passed and not check.conclusive and check.reason
+
+
+def _check(source: str, passed: bool, conclusive: bool) -> ScaleCheck:
+    return ScaleCheck(source=source, ratios=[1.0] * 5, passed=passed, conclusive=conclusive,
+                      reason="" if passed else f"{source} said no")
+
+
+def test_the_verdict_needs_one_passed_check_and_no_conclusive_failure():
+    stereo_ok, odometry_ok = _check("stereo baseline", True, True), _check("odometry", True, True)
+    odometry_unsure = _check("odometry", False, False)
+    odometry_wrong = _check("odometry", False, True)
+    assert scale_verdict([stereo_ok]) == ""
+    assert scale_verdict([stereo_ok, odometry_ok]) == ""
+    assert scale_verdict([stereo_ok, odometry_unsure]) == ""  # stereo alone verified it
+    assert "odometry said no" in scale_verdict([stereo_ok, odometry_wrong])  # the two sources disagree
+    assert "odometry said no" in scale_verdict([odometry_unsure])  # nothing verified the scale
+    assert scale_verdict([_check("stereo baseline", False, False), odometry_unsure]).count("said no") == 2
+    assert scale_verdict([]) != ""
 
 
 def test_too_few_samples_decide_nothing():

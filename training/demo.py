@@ -359,7 +359,7 @@ def main(argv=None) -> int:
         announce(1, "generating the sample recording (rendered street, exact depth, stereo, odometry)")
         train_bag, heldout_bag, camera_height = generate_recordings(out, args)
 
-        announce(2, "training a small stereo model on the training drive (CPU-sized recipe of the real trainer)")
+        announce(2, "training a small stereo model on the training drive (the real trainer with its defaults, a CPU-sized budget)")
         model = train_model(out, train_bag, args)
         from mono_depth_ros.model_file import read_model_metadata
 

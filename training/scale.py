@@ -41,6 +41,11 @@ MIN_CHECK_SAMPLES = 4
 # When the photometric error changes by less than this (relative) over the whole sweep, the
 # frames do not constrain the scale (textureless, or the camera did not move).
 MIN_SWEEP_CONTRAST = 0.005
+# How sure the check must be that the predicted depth rebuilds the other view better (or worse)
+# than 0.8x and 1.25x of it: the mean per-sample difference over its standard error (a paired
+# t statistic). Below it the held-out frames cannot tell the scale within the tolerance: the
+# check is inconclusive (e.g. small forward motion seen by a poorly trained pose network).
+MIN_T_STATISTIC = 2.0
 
 
 def derive_initial_depth(
@@ -126,6 +131,9 @@ class ScaleCheck:
 
     ratio: the median over samples of the depth multiple that best rebuilt the other view (1 =
     metric; 1.3 = the model's depth is 30 % short). spread: their standard deviation.
+    conclusive: the frames decided the question, either way. An inconclusive check (too few
+    samples, a flat error curve, no significant difference between 1x and 0.8x/1.25x) says
+    neither that the scale is right nor that it is wrong.
     """
 
     source: str  # "stereo baseline" | "odometry"
@@ -133,6 +141,7 @@ class ScaleCheck:
     curve: List[float] = field(default_factory=list)  # mean error per factor over the samples
     ratios: List[float] = field(default_factory=list)  # per-sample best factor
     passed: bool = False
+    conclusive: bool = False
     reason: str = ""
 
     @property
@@ -150,14 +159,15 @@ class ScaleCheck:
     def describe(self) -> str:
         if not self.ratios:
             return f"{self.source} scale: not measured ({self.reason})"
-        verdict = "metric" if self.passed else f"NOT metric: {self.reason}"
+        verdict = ("metric" if self.passed else f"NOT metric: {self.reason}" if self.conclusive
+                   else f"inconclusive: {self.reason}")
         return (f"{self.source} scale {self.ratio:.3f} ± {self.spread:.3f} on {self.samples} held-out "
                 f"sample{'s' if self.samples != 1 else ''} ({verdict})")
 
     def to_dict(self) -> Dict[str, object]:
         return {
             "source": self.source, "ratio": _finite_or_none(self.ratio), "spread": _finite_or_none(self.spread),
-            "samples": self.samples, "passed": self.passed, "reason": self.reason,
+            "samples": self.samples, "passed": self.passed, "conclusive": self.conclusive, "reason": self.reason,
         }
 
 
@@ -169,8 +179,12 @@ def check_scale(errors: torch.Tensor, source: str, factors: Sequence[float] = SC
     """Judge a sweep: errors (F, N) from :func:`scale_sweep` over N held-out samples.
 
     Passes when there are at least MIN_CHECK_SAMPLES usable samples, the error curve is not flat,
-    the predicted depth (factor 1) beats 0.8x and 1.25x of it, and the median best factor is
-    within METRIC_TOLERANCE of 1. ``reason`` says what failed (empty when passed).
+    the predicted depth (factor 1) rebuilds the other view significantly better than 0.8x and
+    1.25x of it (paired over the samples, t >= MIN_T_STATISTIC), and the median best factor is
+    within METRIC_TOLERANCE of 1. Fails conclusively when the best factor is at the sweep's edge,
+    when 0.8x or 1.25x is significantly better, or when the ratio is out of tolerance; otherwise
+    (too few samples, flat, no significant difference) the check is inconclusive. ``reason`` says
+    what failed (empty when passed).
     """
     factors = [float(value) for value in factors]
     errors = errors.double().cpu()
@@ -187,20 +201,54 @@ def check_scale(errors: torch.Tensor, source: str, factors: Sequence[float] = SC
     one, low, high = factors.index(1.0), _nearest(factors, 0.8), _nearest(factors, 1.25)
     best = int(curve.argmin())
     contrast = float((curve.max() - curve.min()) / curve.min().clamp(min=1e-12))
+    t_low = _paired_t(errors[low], errors[one])  # > 0: factor 1 is better than 0.8x
+    t_high = _paired_t(errors[high], errors[one])
+    check.conclusive = True
     if contrast < MIN_SWEEP_CONTRAST:
+        check.conclusive = False
         check.reason = (f"the photometric error barely depends on the depth scale ({100 * contrast:.2f} % over "
                         f"{factors[0]:.2f}-{factors[-1]:.2f}x): the held-out frames do not constrain it")
     elif best in (0, len(factors) - 1):
         check.reason = (f"the {source} is best explained at the sweep's edge ({factors[best]:.2f}x the predicted "
                         "depth): the depth is off by more than that")
-    elif not (curve[one] < curve[low] and curve[one] < curve[high]):
+    elif t_low <= -MIN_T_STATISTIC or t_high <= -MIN_T_STATISTIC:
         check.reason = (f"the predicted depth rebuilds the other view worse than {factors[low]:.2f}x or "
                         f"{factors[high]:.2f}x of it")
+    elif t_low < MIN_T_STATISTIC or t_high < MIN_T_STATISTIC:
+        check.conclusive = False
+        check.reason = (f"the held-out frames do not tell the predicted depth from {factors[low]:.2f}x or "
+                        f"{factors[high]:.2f}x of it (paired t {t_low:.1f} / {t_high:.1f}, "
+                        f"{MIN_T_STATISTIC:.0f} needed)")
     elif abs(check.ratio - 1.0) > METRIC_TOLERANCE:
         check.reason = f"held-out scale ratio {check.ratio:.2f} is more than {METRIC_TOLERANCE:.0%} from 1"
     else:
         check.passed = True
     return check
+
+
+def scale_verdict(checks: Sequence[ScaleCheck]) -> str:
+    """Why the model is not metric after these checks ("" = it is).
+
+    A conclusive failure of any source refuses the label (e.g. a baseline and an odometry that
+    disagree); an inconclusive source counts neither for nor against; at least one must pass.
+    """
+    failed = [check for check in checks if check.conclusive and not check.passed]
+    if not failed and not any(check.passed for check in checks):
+        failed = list(checks)
+    if not checks:
+        return "no scale check was made"
+    return "; ".join(f"{check.source}: {check.reason}" for check in failed)
+
+
+def _paired_t(worse: torch.Tensor, better: torch.Tensor) -> float:
+    """Paired t statistic of the relative differences worse / better - 1 over samples (+inf when
+    they are all equal and positive, 0 when all zero)."""
+    difference = worse / better.clamp(min=1e-12) - 1.0
+    mean = float(difference.mean())
+    error = float(difference.std(unbiased=True)) / math.sqrt(difference.numel()) if difference.numel() > 1 else 0.0
+    if error <= 1e-12:
+        return 0.0 if abs(mean) <= 1e-12 else math.copysign(math.inf, mean)
+    return mean / error
 
 
 def _nearest(values: Sequence[float], wanted: float) -> int:

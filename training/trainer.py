@@ -66,7 +66,7 @@ from .config import (
 from .health import TrainingHealth, advice, depth_statistics, describe_problems, HealthReading
 from .losses import lr_consistency, multiscale_view_loss, velocity_loss
 from .metrics import DEPTH_METRIC_NAMES, MetricAverager, batch_depth_metrics
-from .scale import ScaleCheck, check_scale, derive_initial_depth, scale_sweep, translation_at_distance
+from .scale import ScaleCheck, check_scale, derive_initial_depth, scale_sweep, scale_verdict, translation_at_distance
 
 CHECKPOINT_FORMAT = "mono_depth_ros.train_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -1385,8 +1385,7 @@ class Trainer:
         elif self.val_dataset is None:
             reason = "no held-out frames to check the scale on (data.val_fraction is 0 or the bag is too short)"
         else:
-            failed = [check for check in checks if not check.passed]
-            reason = "; ".join(f"{check.source}: {check.reason}" for check in failed)
+            reason = scale_verdict(checks)
         self._metric = not reason
         self.metric_reason = reason or "; ".join(check.describe() for check in checks)
         result.converged, result.problems = not problems, list(problems)
@@ -1555,7 +1554,8 @@ def final_lines(result: TrainResult, mode: str = "", has_odometry: bool = True) 
         measured = (f"{ratio:.3f} ± {spread:.3f} on {check['samples']} held-out samples"
                     if ratio is not None else "not measured")
         lines.append(f"scale check ({check['source']}): {measured}: "
-                     + ("passed" if check["passed"] else f"failed: {check['reason']}"))
+                     + ("passed" if check["passed"] else f"failed: {check['reason']}"
+                        if check.get("conclusive", True) else f"inconclusive: {check['reason']}"))
     if result.metric:
         lines.append(f"model (metric: held-out scale within 20 %) written after {result.step} steps")
     else:
