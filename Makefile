@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt constraints.txt setup.py
 
 test: setup
 	$(PY) -m pytest test -q -rs --timeout=600
+
+# A developer's quick loop: everything except the ros and slow tiers (test/conftest.py).
+test-fast: setup
+	$(PY) -m pytest test -q -rs --timeout=600 -m "not ros and not slow"
 
 demo: setup
 	$(PY) scripts/demo.py

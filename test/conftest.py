@@ -11,6 +11,22 @@ from mono_depth_ros.model_file import ModelMetadata, save_model_file
 from mono_depth_ros.networks import DepthNet, PoseNet
 
 
+# Tiers by file (setup.cfg declares the markers): `make test-fast` runs neither.
+ROS_TEST_FILES = {"test_bag_playback.py", "test_demo.py", "test_launch.py", "test_node_dds.py",
+                  "test_node_odometry.py", "test_node_onnx.py"}
+SLOW_TEST_FILES = {"test_demo.py", "test_distributed.py", "test_odometry_trained.py", "test_train_cli.py",
+                   "test_trainer_faults.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if name in ROS_TEST_FILES:
+            item.add_marker(pytest.mark.ros)
+        if name in SLOW_TEST_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     # One DDS domain per test session, traffic kept on this machine.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
