@@ -232,11 +232,11 @@ def scale_verdict(checks: Sequence[ScaleCheck]) -> str:
     A conclusive failure of any source refuses the label (e.g. a baseline and an odometry that
     disagree); an inconclusive source counts neither for nor against; at least one must pass.
     """
+    if not checks:
+        return "no scale check was made"
     failed = [check for check in checks if check.conclusive and not check.passed]
     if not failed and not any(check.passed for check in checks):
         failed = list(checks)
-    if not checks:
-        return "no scale check was made"
     return "; ".join(f"{check.source}: {check.reason}" for check in failed)
 
 
