@@ -30,13 +30,15 @@ from .camera import CameraInfoError, intrinsics_disagreement
 from .camera_info_pairing import CameraInfoPairing, header_stamp
 from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
 from .frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
+from .geometry.rotations import matrix_to_quaternion
 from .image_conversion import ImageFormatError, depth_to_image_fields
 from .inference import keep_freed_memory_in_process
 from .model_file import HOW_TO_GET_A_MODEL, ModelFileError
+from .msgtypes import COLORED_OUTPUT, DEPTH_OUTPUT, POINTS_OUTPUT
 from .onnx_backend import describe, load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 from .networks import encoder_label
-from .visual_odometry import PoseRunner, StillGate, VisualOdometry, chain_break_reason, matrix_to_quaternion
+from .visual_odometry import PoseRunner, StillGate, VisualOdometry, chain_break_reason
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -183,9 +185,9 @@ class DepthNode(Node):
         output_qos = QoSProfile(
             history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.RELIABLE
         )
-        self._depth_pub = self.create_publisher(Image, "depth", output_qos)
-        self._points_pub = self.create_publisher(PointCloud2, "points", output_qos)
-        self._colored_pub = self.create_publisher(Image, "depth_colored", output_qos)
+        self._depth_pub = self.create_publisher(Image, DEPTH_OUTPUT, output_qos)
+        self._points_pub = self.create_publisher(PointCloud2, POINTS_OUTPUT, output_qos)
+        self._colored_pub = self.create_publisher(Image, COLORED_OUTPUT, output_qos)
         self._info_sub = self.create_subscription(
             CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data
         )

@@ -20,26 +20,28 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .bagio import BagError, BagReader, decode_image, select_camera_topics
 from .camera import CameraInfoError
 from .camera_info_pairing import header_stamp
 from .config import DepthNodeConfig, load_node_config
 from .frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
 from .image_conversion import ImageFormatError, depth_to_image_fields
-from .inference import resolve_device
 from .model_file import ModelFileError
+from .msgtypes import (
+    CAMERA_INFO_TYPE,
+    COMPRESSED_TYPE,
+    IMAGE_TYPE,
+    OUTPUT_NAMES,
+    POINT_CLOUD_TYPE,
+    POINT_FIELD_TYPE,
+)
 from .onnx_backend import load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 
-# The node's output topics, relative to its namespace (depth_node._create_endpoints).
-OUTPUT_NAMES = ("depth", "points", "depth_colored")
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 STORAGES = ("mcap", "sqlite3")
 
 # Why a frame was skipped -> what the summary line calls it.
@@ -53,87 +55,6 @@ class InferBagError(RuntimeError):
     """infer_bag cannot run as asked; the text says what was wrong and what to do."""
 
 
-# --------------------------------------------------------------------------- topic selection
-
-
-@dataclass(frozen=True)
-class CameraTopics:
-    image: str
-    image_type: str  # sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage
-    camera_info: str
-
-
-def _listing(reader, msgtypes: Sequence[str]) -> str:
-    """Topics of the given types in the bag, one a line, or '(none)'."""
-    names = reader.topics_of_type(*msgtypes, with_messages=False)
-    return "\n".join(f"  {reader.topics[name]}" for name in names) or "  (none)"
-
-
-def select_camera_topics(
-    reader, image_topic: str = "", camera_info_topic: str = "", require_camera_info: bool = True
-) -> CameraTopics:
-    """The camera image topic (raw or compressed) and its CameraInfo in a bag, as the trainer finds them.
-
-    Given names are checked; otherwise the one image topic with a CameraInfo beside it is taken.
-    Without ``require_camera_info`` a camera with no CameraInfo gives camera_info ''.
-    Raises BagError listing the image (or CameraInfo) topics the bag has and the option to pass.
-    """
-    from training.bags import IMAGE_TYPES, BagError, _image_is_depth, _info_beside, _stereo_side
-
-    image_listing = f"Image topics in {reader.path}:\n{_listing(reader, IMAGE_TYPES)}"
-    if image_topic:
-        summary = reader.topics.get(image_topic)
-        if summary is None or summary.msgtype not in IMAGE_TYPES:
-            what = "is not in" if summary is None else f"is a {summary.msgtype} topic, not an image topic, in"
-            raise BagError(f"--image-topic {image_topic} {what} bag {reader.path}. {image_listing}")
-        if summary.count == 0:
-            raise BagError(f"--image-topic {image_topic} has no messages in bag {reader.path}. {image_listing}")
-    else:
-        cameras = [t for t in reader.topics_of_type(*IMAGE_TYPES) if not _image_is_depth(reader, t)]
-        calibrated = [t for t in cameras if _info_beside(reader, t)]
-        if not cameras:
-            raise BagError(
-                f"no camera image topic (sensor_msgs/Image or CompressedImage with messages) in bag {reader.path}. "
-                f"{image_listing}\nAll topics:\n{reader.describe_topics()}"
-            )
-        # A stereo pair resolves itself as the trainer's does: the left camera (CameraInfo P[3] == 0).
-        left = [t for t in calibrated if _stereo_side(reader, t, _info_beside(reader, t)) == "left"]
-        if len(calibrated) == 1:
-            image_topic = calibrated[0]
-        elif len(cameras) == 1:
-            image_topic = cameras[0]
-        elif len(calibrated) == 2 and len(left) == 1:
-            image_topic = left[0]
-        else:
-            raise BagError(
-                f"several camera image topics in bag {reader.path} ({', '.join(calibrated or cameras)}); "
-                f"choose one with --image-topic. {image_listing}"
-            )
-    image_type = reader.topics[image_topic].msgtype
-
-    info_listing = f"CameraInfo topics in {reader.path}:\n{_listing(reader, (CAMERA_INFO_TYPE,))}"
-    if camera_info_topic:
-        summary = reader.topics.get(camera_info_topic)
-        if summary is None or summary.msgtype != CAMERA_INFO_TYPE:
-            what = "is not in" if summary is None else f"is a {summary.msgtype} topic, not a CameraInfo topic, in"
-            raise BagError(f"--camera-info-topic {camera_info_topic} {what} bag {reader.path}. {info_listing}")
-    else:
-        camera_info_topic = _info_beside(reader, image_topic)
-        if not camera_info_topic and not require_camera_info:
-            return CameraTopics(image_topic, image_type, "")
-        if not camera_info_topic:
-            raise BagError(
-                f"no CameraInfo topic beside {image_topic} in bag {reader.path}: depth needs the camera's "
-                f"intrinsics. Pass --camera-info-topic. {info_listing}"
-            )
-    if reader.topics[camera_info_topic].count == 0 and require_camera_info:
-        raise BagError(
-            f"CameraInfo topic {camera_info_topic} has no messages in bag {reader.path}; pass --camera-info-topic "
-            f"with one that has. {info_listing}"
-        )
-    return CameraTopics(image_topic, image_type, camera_info_topic)
-
-
 # --------------------------------------------------------------------------- output messages
 
 
@@ -145,7 +66,7 @@ class OutputMessages:
         types = typestore.types
         self._image = types[IMAGE_TYPE]
         self._cloud = types[POINT_CLOUD_TYPE]
-        point_field = types["sensor_msgs/msg/PointField"]
+        point_field = types[POINT_FIELD_TYPE]
         self._fields = [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in POINT_FIELDS]
 
     def depth(self, header, depth: np.ndarray):
@@ -196,15 +117,6 @@ def output_topics(namespace: str) -> Dict[str, str]:
     return {name: f"{prefix}/{name}" for name in OUTPUT_NAMES}
 
 
-def auto_device(requested: str):
-    """'' -> CUDA when available, else the CPU (no warning); otherwise as the node: -> (device, warning)."""
-    import torch
-
-    if not requested.strip():
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
-    return resolve_device(requested)
-
-
 def infer_bag(
     bag,
     model,
@@ -230,8 +142,6 @@ def infer_bag(
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
     from tqdm import tqdm
-
-    from training.bags import BagReader, decode_image
 
     out = Path(out)
     if storage not in STORAGES:
@@ -404,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from training.bags import BagError
-
     args = build_parser().parse_args(argv)
     config = DepthNodeConfig()
     if args.params:

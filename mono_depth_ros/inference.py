@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .geometry.disparity import DisparityRange, depth_from_scaled_disparity
 from .memory import keep_freed_memory_in_process  # noqa: F401  (re-exported for the node and benchmarks)
 from .model_file import LoadedModel
 
@@ -45,6 +46,13 @@ def resolve_device(requested: str) -> Tuple[torch.device, Optional[str]]:
             )
         return device, None
     raise ValueError(f"device '{requested}' is not understood; use 'cuda', 'cuda:N' or 'cpu'")
+
+
+def auto_device(requested: str) -> Tuple[torch.device, Optional[str]]:
+    """'' -> CUDA when available, else the CPU (no warning); otherwise as the node: -> (device, warning)."""
+    if not requested.strip():
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
+    return resolve_device(requested)
 
 
 def _fold_batch_norms(module: nn.Module) -> nn.Module:
@@ -415,14 +423,6 @@ def resize_to_network_input(rgb: np.ndarray, width: int, height: int) -> np.ndar
     return rgb
 
 
-def depth_from_scaled_disparity(scaled: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
-    """(h, w) float32 disparity already mapped to [1/max_depth, 1/min_depth] -> (height, width) float32 depth
-    = scale / disparity, upsampled bilinearly in disparity (``scaled`` may be overwritten)."""
-    if scaled.shape != (height, width):
-        scaled = cv2.resize(scaled, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.divide(np.float32(scale), scaled, out=scaled)
-
-
 @dataclass
 class StageTimes:
     """Seconds spent in each stage of the last :meth:`DepthEstimator.predict`."""
@@ -460,9 +460,7 @@ class DepthEstimator:
             self._fast_net = self._build_fast_net()
         self.times = StageTimes()
         self.last_input: Optional[torch.Tensor] = None  # preprocess() output of the latest predict()
-        min_depth, max_depth = self.metadata.min_depth, self.metadata.max_depth
-        self._min_disparity = 1.0 / max_depth
-        self._disparity_span = 1.0 / min_depth - 1.0 / max_depth
+        self._disparity_range = DisparityRange(self.metadata.min_depth, self.metadata.max_depth)
 
     def _build_fast_net(self) -> Optional[_OneDnnDepthNet]:
         """The oneDNN twin of self.net, checked against it once on a random image; None if unusable.
@@ -525,7 +523,7 @@ class DepthEstimator:
         # The affine scaling commutes with interpolation, so it runs on the small map, and only that
         # comes to the CPU. OpenCV's float bilinear resize equals F.interpolate(align_corners=False)
         # to 1e-7 (F.interpolate's own float32 coordinates err by up to 4e-5) and is ~4x faster.
-        scaled = (disparity[0, 0].float() * self._disparity_span + self._min_disparity).cpu().numpy()
+        scaled = self._disparity_range.sigmoid_to_scaled(disparity[0, 0].float()).cpu().numpy()
         return depth_from_scaled_disparity(scaled, height, width, self.metadata.depth_scale * extra_scale)
 
     def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:

@@ -15,7 +15,8 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from .inference import StageTimes, depth_from_scaled_disparity, resize_to_network_input
+from .geometry.disparity import DisparityRange, depth_from_scaled_disparity
+from .inference import StageTimes, resize_to_network_input
 from .model_file import METADATA_KEY, ModelFileError, ModelMetadata
 
 ONNX_SUFFIX = ".onnx"
@@ -136,8 +137,7 @@ class OnnxDepthEstimator:
         self.metadata = _session_metadata(self.session, self.path)
         self._input_name, self._output_name = _check_signature(self.session, self.metadata, self.path)
         self.times = StageTimes()
-        self._min_disparity = 1.0 / self.metadata.max_depth
-        self._disparity_span = 1.0 / self.metadata.min_depth - 1.0 / self.metadata.max_depth
+        self._disparity_range = DisparityRange(self.metadata.min_depth, self.metadata.max_depth)
 
     @property
     def backend(self) -> str:
@@ -162,8 +162,8 @@ class OnnxDepthEstimator:
         self, disparity: np.ndarray, height: int, width: int, extra_scale: float = 1.0
     ) -> np.ndarray:
         """disparity (1, 1, h, w) -> (height, width) float32 metres, as DepthEstimator computes it."""
-        scaled = np.asarray(disparity, dtype=np.float32)[0, 0] * np.float32(self._disparity_span)
-        scaled += np.float32(self._min_disparity)
+        # float32 throughout: NumPy rounds the range's constants to the array's dtype.
+        scaled = self._disparity_range.sigmoid_to_scaled(np.asarray(disparity, dtype=np.float32)[0, 0])
         return depth_from_scaled_disparity(scaled, height, width, self.metadata.depth_scale * extra_scale)
 
     def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:

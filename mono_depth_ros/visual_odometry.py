@@ -10,7 +10,6 @@ the camera's new pose is ``T_odom_camera[k] = T_odom_camera[k-1] @ inverse(T_lat
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -18,11 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import invert_transform, matrix_to_axis_angle, pose_vector_to_matrix
+from .geometry import R_BODY_OPTICAL, invert_transform, matrix_to_axis_angle, pose_vector_to_matrix
 from .networks import PoseNet
-
-# Rotation taking optical-frame vectors into the body frame (columns: optical x, y, z in body axes).
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 # Floors of the standard deviations reported in the covariances: even a standing camera is not
 # known better than this.
@@ -97,26 +93,6 @@ def _invert(T: np.ndarray) -> np.ndarray:
 
 def _diagonal_covariance(position_stddev: float, angle_stddev: float) -> np.ndarray:
     return np.diag([position_stddev ** 2] * 3 + [angle_stddev ** 2] * 3)
-
-
-def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) -> unit quaternion (x, y, z, w) with w >= 0 (geometry_msgs order)."""
-    R = np.asarray(R, dtype=np.float64)
-    trace = R[0, 0] + R[1, 1] + R[2, 2]
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    else:  # the largest diagonal element picks the numerically safe branch
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-300))
-        q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / s]
-        q[i] = 0.25 * s
-        q[j] = (R[j, i] + R[i, j]) / s
-        q[k] = (R[k, i] + R[i, k]) / s
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
 
 
 # Grey-level weights (ITU-R BT.601, as cv2.cvtColor's RGB2GRAY) and the thumbnail reduction of the

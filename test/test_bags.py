@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags is required to read bags")
 
-from training import bags, synthetic  # noqa: E402
-from training.bags import BagError, BagReader, StreamSummary, discover_topics, stream_recording  # noqa: E402
+from mono_depth_ros import bagio  # noqa: E402
+from mono_depth_ros.bagio import BagError, BagReader, StreamSummary, discover_topics, stream_recording  # noqa: E402
+from training import synthetic  # noqa: E402
 
 
 def _read(path, need_stereo=False, **topics):
@@ -96,7 +97,7 @@ def test_stereo_discovery_calibration_and_odometry(stereo_bag):
     # Odometry (20 Hz, offset stamps) interpolated to the image stamps is the camera position.
     stamps = np.array([s for s, _ in items["odometry"]])
     positions = np.array([p for _, p in items["odometry"]])
-    at_images = bags.interpolate_positions(stamps, positions, np.array(stereo_bag.stamps_ns))
+    at_images = bagio.interpolate_positions(stamps, positions, np.array(stereo_bag.stamps_ns))
     truth = np.array([pose[:3, 3] for pose in stereo_bag.poses])
     # (Frame 0 is skipped: the camera starts moving there, a kink linear interpolation rounds off.)
     np.testing.assert_allclose(at_images[1:], truth[1:], atol=2e-3)
@@ -108,7 +109,7 @@ def test_interpolate_positions_known_values():
     stamps = np.array([0, 1_000_000_000, 2_000_000_000])
     positions = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [3.0, 2.0, 0.0]])
     query = np.array([500_000_000, 1_500_000_000, 2_040_000_000, 3_000_000_000, -1_000_000_000])
-    result = bags.interpolate_positions(stamps, positions, query)
+    result = bagio.interpolate_positions(stamps, positions, query)
     np.testing.assert_allclose(result[:3], [[0.5, 1.0, 0.0], [2.0, 2.0, 0.0], [3.0, 2.0, 0.0]])
     assert np.isnan(result[3:]).all()  # outside the odometry's time range
 

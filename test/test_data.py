@@ -9,9 +9,10 @@ import torch
 
 pytest.importorskip("rosbags", reason="rosbags is required to read bags")
 
+from mono_depth_ros.bagio import BagError  # noqa: E402
+from mono_depth_ros.bagio import stream as bag_stream  # noqa: E402
 from mono_depth_ros.geometry import reproject_coordinates, warp_image  # noqa: E402
-from training import bags, data, synthetic  # noqa: E402
-from training.bags import BagError  # noqa: E402
+from training import data, synthetic  # noqa: E402
 from training.data import DataConfig, build_datasets  # noqa: E402
 
 QUIET = dict(log=lambda _: None)
@@ -288,13 +289,13 @@ def test_undistortion_when_D_is_non_zero(tmp_path, model, coefficients):
 def test_second_read_uses_the_cache(tmp_path, monkeypatch):
     path = synthetic.write_synthetic_bag(tmp_path / "bag", num_frames=6, stereo=False, depth=False)
     calls = []
-    real_decode = bags.decode_image
+    real_decode = bag_stream.decode_image
 
     def counting_decode(msg, msgtype):
         calls.append(msgtype)
         return real_decode(msg, msgtype)
 
-    monkeypatch.setattr(bags, "decode_image", counting_decode)
+    monkeypatch.setattr(bag_stream, "decode_image", counting_decode)  # looked up at call time
     config = _config(str(tmp_path / "cache"), val_fraction=0.0)
     _, _, first = build_datasets([str(path)], config, "mono", **QUIET)
     assert len(calls) == 6 and first.cache_hits == 0

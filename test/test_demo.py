@@ -57,7 +57,7 @@ def test_short_demo_trains_runs_the_node_and_writes_the_report(tmp_path):
     assert (drawn > 0) == (vertices > 0)
     assert "depth_node" in (out / "report.md").read_text()
     # The node's output bag is a real rosbag2 recording of its three topics.
-    from training.bags import BagReader
+    from mono_depth_ros.bagio import BagReader
 
     with BagReader(out / "node_output") as reader:
         topics = {topic for topic, _, _, _ in reader.messages(["/demo/depth", "/demo/points", "/demo/depth_colored"])}

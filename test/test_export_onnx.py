@@ -246,8 +246,8 @@ def test_without_onnxruntime_onnx_models_explain_the_install(exported, monkeypat
 
 
 def test_infer_bag_runs_onnx_models(exported, tmp_path, capsys):
+    from mono_depth_ros.bagio import decode_image
     from mono_depth_ros.infer_bag import main as infer_bag_main
-    from training.bags import decode_image
     from training.synthetic import write_synthetic_bag
 
     from test_infer_bag import IMAGE_TYPE, decode_depth_raw, read_bag

@@ -1,7 +1,10 @@
-"""Numerical tests of mono_depth_ros.geometry (intrinsics, projection, rotations, warping)."""
+"""Numerical tests of mono_depth_ros.geometry (intrinsics, projection, poses, disparity, warping;
+rotations are in test_rotations.py)."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -129,96 +132,6 @@ def test_points_behind_camera_project_far_outside():
     assert pixels.abs().min().item() > 1e5
 
 
-# --------------------------------------------------------------------------- rotations
-
-
-def quaternion_rotation(axis_angle: np.ndarray) -> np.ndarray:
-    """Independent construction: unit quaternion (w, x, y, z) -> rotation matrix."""
-    angle = np.linalg.norm(axis_angle)
-    axis = axis_angle / angle if angle > 0 else np.array([1.0, 0.0, 0.0])
-    w = math.cos(angle / 2)
-    x, y, z = axis * math.sin(angle / 2)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-@pytest.mark.parametrize(
-    "axis_angle, source, target",
-    [
-        ((0, 0, math.pi / 2), (1, 0, 0), (0, 1, 0)),  # about z: x -> y
-        ((0, 0, math.pi / 2), (0, 1, 0), (-1, 0, 0)),  # about z: y -> -x
-        ((math.pi / 2, 0, 0), (0, 1, 0), (0, 0, 1)),  # about x: y -> z
-        ((0, math.pi / 2, 0), (0, 0, 1), (1, 0, 0)),  # about y: z -> x
-        ((0, math.pi, 0), (1, 0, 0), (-1, 0, 0)),  # half turn
-    ],
-)
-def test_axis_angle_rotates_known_axes(axis_angle, source, target):
-    R = geo.axis_angle_to_matrix(torch.tensor([axis_angle], dtype=torch.float64))
-    moved = R[0] @ torch.tensor(source, dtype=torch.float64)
-    torch.testing.assert_close(moved, torch.tensor(target, dtype=torch.float64), rtol=0, atol=1e-12)
-
-
-def test_axis_angle_matches_quaternion_construction_and_is_a_rotation():
-    rng = np.random.default_rng(1)
-    axes = rng.normal(size=(64, 3))
-    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    vectors = axes * rng.uniform(0.0, 2 * math.pi, size=(64, 1))
-    vectors[0] = 0.0
-    vectors[1] = [1e-5, -2e-5, 3e-6]
-    R = geo.axis_angle_to_matrix(torch.from_numpy(vectors)).numpy()
-    expected = np.stack([quaternion_rotation(v) for v in vectors])
-    np.testing.assert_allclose(R, expected, atol=1e-12)
-    np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
-    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
-
-
-@pytest.mark.parametrize("dtype, max_angle, tolerance", [(torch.float64, math.pi - 1e-3, 1e-8), (torch.float32, 3.0, 2e-4)])
-def test_matrix_to_axis_angle_round_trip(dtype, max_angle, tolerance):
-    generator = torch.Generator().manual_seed(2)
-    axes = F.normalize(torch.randn(500, 3, generator=generator, dtype=torch.float64), dim=1)
-    angles = torch.rand(500, 1, generator=generator, dtype=torch.float64) * max_angle
-    angles[:5, 0] = torch.tensor([0.0, 1e-7, 1e-5, 1e-4, 1e-3], dtype=torch.float64)
-    vectors = (axes * angles).to(dtype)
-    recovered = geo.matrix_to_axis_angle(geo.axis_angle_to_matrix(vectors))
-    assert (recovered - vectors).abs().max().item() < tolerance
-
-
-def test_rotation_gradient_at_zero_is_the_generator():
-    # Near identity R = I + [w]x, so d sum(W * R) / dw = (W21 - W12, W02 - W20, W10 - W01).
-    weights = torch.randn(3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    zero = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
-    (geo.axis_angle_to_matrix(zero)[0] * weights).sum().backward()
-    W = weights
-    expected = torch.stack([W[2, 1] - W[1, 2], W[0, 2] - W[2, 0], W[1, 0] - W[0, 1]])
-    torch.testing.assert_close(zero.grad[0], expected, rtol=0, atol=1e-12)
-
-
-def test_rotation_gradient_at_identity_from_matrix_side_is_finite():
-    R = torch.eye(3, dtype=torch.float64)[None].clone().requires_grad_()
-    geo.matrix_to_axis_angle(R).sum().backward()
-    assert torch.isfinite(R.grad).all()
-
-
-@pytest.mark.parametrize("angle", [0.0, 1e-6, 5e-5, 1.2e-4, 1e-3, 1e-2, 0.3])
-def test_float32_rotation_gradient_matches_float64(angle):
-    # Pose networks start near identity; float32 gradients there must be as good as float64's.
-    generator = torch.Generator().manual_seed(4)
-    axes = F.normalize(torch.randn(200, 3, generator=generator, dtype=torch.float64), dim=1)
-    weights = torch.randn(200, 3, 3, generator=generator, dtype=torch.float64)
-    grads = {}
-    for dtype in (torch.float32, torch.float64):
-        vector = (axes * angle).to(dtype).requires_grad_()
-        (geo.axis_angle_to_matrix(vector) * weights.to(dtype)).sum().backward()
-        assert torch.isfinite(vector.grad).all()
-        grads[dtype] = vector.grad.double()
-    assert (grads[torch.float32] - grads[torch.float64]).abs().max().item() < 5e-6
-
-
 # --------------------------------------------------------------------------- poses
 
 
@@ -275,6 +188,67 @@ def test_disparity_to_depth_range_and_inverse():
     torch.testing.assert_close(geo.depth_to_disparity(depth, 0.1, 100.0), disparity)
     # Midpoint in disparity is the harmonic mean-ish depth 2 / (1/0.1 + 1/100).
     assert depth[..., 50].item() == pytest.approx(2.0 / (10.0 + 0.01))
+
+
+def test_disparity_range_known_values_and_round_trip():
+    r = geo.DisparityRange(0.1, 100.0)
+    assert (r.min_disparity, r.max_disparity) == (0.01, 10.0) and r.span == 10.0 - 0.01
+    assert r.sigmoid_to_scaled(0.0) == 0.01 and r.sigmoid_to_scaled(1.0) == 10.0
+    assert r.sigmoid_to_scaled(0.5) == pytest.approx(5.005, abs=1e-15)
+    assert r.scaled_to_sigmoid(0.01) == 0.0 and r.scaled_to_sigmoid(10.0) == 1.0
+    assert r.scaled_to_sigmoid(1.0 / 2.0) == pytest.approx((0.5 - 0.01) / 9.99, abs=1e-15)  # depth 2 m
+    sigmoid = np.linspace(0.0, 1.0, 1001)
+    np.testing.assert_allclose(r.scaled_to_sigmoid(r.sigmoid_to_scaled(sigmoid)), sigmoid, rtol=0, atol=1e-14)
+
+
+def test_disparity_mapping_keeps_the_array_type_and_dtype():
+    r = geo.DisparityRange(0.5, 40.0)
+    as_array = r.sigmoid_to_scaled(np.full((2, 3), 0.25, dtype=np.float32))
+    assert isinstance(as_array, np.ndarray) and as_array.dtype == np.float32
+    as_tensor = r.sigmoid_to_scaled(torch.full((2, 3), 0.25))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.float32
+    np.testing.assert_array_equal(as_array, as_tensor.numpy())
+    np.testing.assert_allclose(as_array, 1 / 40 + 0.25 * (2.0 - 1 / 40), rtol=1e-7)
+    scaled, depth = geo.disparity_to_depth(np.array([0.0, 1.0]), 0.5, 40.0)
+    np.testing.assert_allclose(depth, [40.0, 0.5], rtol=1e-15)
+    assert geo.depth_to_disparity(2.0, 0.5, 40.0) == pytest.approx((0.5 - 0.025) / (2.0 - 0.025), abs=1e-15)
+
+
+def test_depth_from_scaled_disparity_inverts_and_upsamples_in_disparity():
+    constant = np.full((3, 4), 0.25, dtype=np.float32)
+    depth = geo.depth_from_scaled_disparity(constant.copy(), 6, 8, scale=1.5)
+    assert depth.shape == (6, 8) and depth.dtype == np.float32
+    np.testing.assert_array_equal(depth, np.float32(1.5) / np.float32(0.25))
+    # Disparities 0.5 and 0.1 (depths 2 and 10) upsampled 2x: the inner pixels sit a quarter of the
+    # way from each source pixel, so they get disparity 0.4 and 0.2 (depths 2.5 and 5), not depth 4 and 8.
+    scaled = np.array([[0.5, 0.1]], dtype=np.float32)
+    wide = geo.depth_from_scaled_disparity(scaled.copy(), 1, 4, scale=1.0)
+    np.testing.assert_allclose(wide[0], [2.0, 1 / 0.4, 1 / 0.2, 10.0], rtol=1e-6)
+    same = geo.depth_from_scaled_disparity(scaled, 1, 2, scale=2.0)  # same size: divided in place
+    assert same is scaled
+    np.testing.assert_allclose(same[0], [4.0, 20.0], rtol=1e-6)
+
+
+def test_torch_free_submodules_import_without_torch():
+    code = (
+        "import sys\n"
+        "import mono_depth_ros.geometry.disparity, mono_depth_ros.geometry.rotations\n"
+        "from mono_depth_ros.geometry import DisparityRange, matrix_to_quaternion\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_package_exports_every_submodule_name():
+    from mono_depth_ros.geometry import camera, disparity, rotations, transforms, warping
+
+    for name in geo.__all__:
+        value = getattr(geo, name)
+        submodules = (camera, disparity, rotations, transforms, warping)
+        assert any(getattr(module, name, None) is value for module in submodules), name
+    with pytest.raises(AttributeError):
+        geo.not_a_geometry_function  # noqa: B018
 
 
 # --------------------------------------------------------------------------- warping
@@ -383,3 +357,36 @@ def test_warp_gradients_reach_depth_and_pose_and_point_back_to_the_truth(depth_f
         assert depth.grad.sum().item() * (depth_factor - 1.0) > 0
     else:
         assert wrong_translation.grad[0, 0].item() * x_offset > 0
+
+
+def test_pixels_to_grid_maps_image_edges_to_minus_and_plus_one():
+    height, width = 4, 10
+    # u = -0.5 and W - 0.5 are the outer edges of the first and last pixel (align_corners=False).
+    pixels = torch.tensor([[[-0.5, width - 0.5, 0.0, width - 1.0], [-0.5, height - 0.5, 0.0, height - 1.0]]],
+                          dtype=torch.float64)
+    grid = geo.pixels_to_grid(pixels, height, width)
+    assert grid.shape == (1, 4, 2)
+    torch.testing.assert_close(grid[0, 0], torch.tensor([-1.0, -1.0], dtype=torch.float64), rtol=0, atol=0)
+    torch.testing.assert_close(grid[0, 1], torch.tensor([1.0, 1.0], dtype=torch.float64), rtol=0, atol=0)
+    torch.testing.assert_close(grid[0, 2], torch.tensor([-1 + 1 / width, -1 + 1 / height], dtype=torch.float64))
+    torch.testing.assert_close(grid[0, 3], torch.tensor([1 - 1 / width, 1 - 1 / height], dtype=torch.float64))
+
+
+def test_grid_of_pixel_centres_samples_the_image_exactly():
+    height, width = 5, 7
+    image = torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(7))
+    pixels = geo.pixel_grid(height, width)[:2].reshape(1, 2, -1)
+    grid = geo.pixels_to_grid(pixels, height, width).reshape(1, height, width, 2)
+    torch.testing.assert_close(geo.warp_image(image, grid), image, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-15), (torch.float32, 1e-6)])
+def test_affine_grid_form_matches_pixels_to_grid(dtype, tolerance):
+    height, width = 48, 80
+    scale, shift = geo.pixels_to_grid_affine(height, width, dtype=dtype)
+    torch.testing.assert_close(scale, torch.tensor([2 / width, 2 / height], dtype=dtype), rtol=0, atol=0)
+    torch.testing.assert_close(shift, torch.tensor([1 / width - 1, 1 / height - 1], dtype=dtype), rtol=0, atol=0)
+    generator = torch.Generator().manual_seed(8)
+    pixels = (torch.rand(3, 2, 500, generator=generator, dtype=torch.float64) * 100 - 10).to(dtype)
+    affine = torch.addcmul(shift, pixels.transpose(-1, -2), scale)
+    assert (affine - geo.pixels_to_grid(pixels, height, width)).abs().max().item() < tolerance

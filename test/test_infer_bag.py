@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from mono_depth_ros.bagio import BagReader, decode_image
 from mono_depth_ros.config import DepthNodeConfig, load_node_config
 from mono_depth_ros.frame_pipeline import FramePipeline, camera_info_intrinsics
 from mono_depth_ros.infer_bag import main
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.pointcloud import POINT_FIELDS, unpack_xyzrgb
-from training.bags import BagReader, decode_image
 from training.synthetic import (
     BagEntry,
     CAMERA_INFO_TYPE,

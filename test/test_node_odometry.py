@@ -21,7 +21,8 @@ from mono_depth_ros.config import DepthNodeConfig  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import ModelMetadata, load_model_file, save_model_file  # noqa: E402
 from mono_depth_ros.networks import DepthNet, PoseNet  # noqa: E402
-from mono_depth_ros.visual_odometry import PoseRunner, VisualOdometry, matrix_to_quaternion  # noqa: E402
+from mono_depth_ros.geometry.rotations import matrix_to_quaternion  # noqa: E402
+from mono_depth_ros.visual_odometry import PoseRunner, VisualOdometry  # noqa: E402
 
 DEPTH_SCALE = 1.5  # the node's parameter; the model file's own depth_scale is 2.0
 

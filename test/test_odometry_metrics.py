@@ -6,13 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from training.odometry_metrics import (
-    angle_between_deg,
-    compare_odometry,
-    predict_motions,
-    relative_motion,
-    rotation_angle_deg,
-)
+from mono_depth_ros.geometry.rotations import angle_between_deg, rotation_angle_deg
+from training.odometry_metrics import compare_odometry, predict_motions, relative_motion
 
 
 def yaw_pose(x: float, y: float, yaw_deg: float) -> np.ndarray:

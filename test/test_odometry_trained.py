@@ -20,10 +20,11 @@ import torch
 
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
-from mono_depth_ros.visual_odometry import R_BODY_OPTICAL, PoseRunner, VisualOdometry
+from mono_depth_ros.geometry.rotations import R_BODY_OPTICAL, angle_between_deg
+from mono_depth_ros.visual_odometry import PoseRunner, VisualOdometry
 from training import synthetic
 from training.config import load_config
-from training.odometry_metrics import angle_between_deg, compare_odometry, predict_motions
+from training.odometry_metrics import compare_odometry, predict_motions
 from training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mono_depth_ros.geometry import reproject_coordinates, warp_image
+from mono_depth_ros.geometry import R_BODY_OPTICAL, quaternion_to_matrix, reproject_coordinates, rotation_log, warp_image
 from mono_depth_ros.image_conversion import image_to_rgb
 from training import synthetic
 
@@ -311,7 +311,7 @@ def test_street_topics_intrinsics_and_stamps(street, street_messages):
 
 def test_street_odometry_carries_the_full_rendered_orientation(street, street_messages):
     T_body_optical = np.eye(4)
-    T_body_optical[:3, :3] = synthetic.R_BODY_OPTICAL
+    T_body_optical[:3, :3] = R_BODY_OPTICAL
     for index in (0, 17, 59):
         T_body = street.trajectory.T_odom_body(index * 0.1)
         np.testing.assert_allclose(street.poses[index], T_body @ T_body_optical, atol=1e-12)
@@ -321,8 +321,8 @@ def test_street_odometry_carries_the_full_rendered_orientation(street, street_me
     for stamp, odom in odometry:
         T = street.trajectory.T_odom_body((stamp - synthetic.STAMP_ORIGIN_NS) * 1e-9)
         q = odom.pose.pose.orientation
-        R = synthetic.quaternion_to_rotation(q.x, q.y, q.z, q.w)
-        assert np.linalg.norm(synthetic.rotation_log(R.T @ T[:3, :3])) < 1e-6
+        R = quaternion_to_matrix((q.x, q.y, q.z, q.w))
+        assert np.linalg.norm(rotation_log(R.T @ T[:3, :3])) < 1e-6
         p = odom.pose.pose.position
         np.testing.assert_allclose([p.x, p.y, p.z], T[:3, 3], atol=1e-9)
         assert p.z == pytest.approx(street.camera_height_m) and street.camera_height_m == synthetic.STREET_CAMERA_HEIGHT_M
@@ -336,7 +336,7 @@ def test_street_odometry_carries_the_full_rendered_orientation(street, street_me
     (s0, first), (s1, second) = odometry[20], odometry[21]
     R0 = street.trajectory.T_odom_body((s0 - synthetic.STAMP_ORIGIN_NS) * 1e-9)[:3, :3]
     R1 = street.trajectory.T_odom_body((s1 - synthetic.STAMP_ORIGIN_NS) * 1e-9)[:3, :3]
-    mean_rate = synthetic.rotation_log(R0.T @ R1) / ((s1 - s0) * 1e-9)
+    mean_rate = rotation_log(R0.T @ R1) / ((s1 - s0) * 1e-9)
     rates = [np.array([m.twist.twist.angular.x, m.twist.twist.angular.y, m.twist.twist.angular.z]) for m in (first, second)]
     np.testing.assert_allclose(mean_rate, (rates[0] + rates[1]) / 2, atol=0.02)
 

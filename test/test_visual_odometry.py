@@ -1,4 +1,4 @@
-"""Visual odometry maths: chaining, frames, velocities, covariances, quaternions (no ROS)."""
+"""Visual odometry maths: chaining, frames, velocities, covariances (no ROS)."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,9 @@ import torch
 
 from mono_depth_ros.geometry import axis_angle_to_matrix
 from mono_depth_ros.networks import PoseNet
+from mono_depth_ros.geometry import R_BODY_OPTICAL
 from mono_depth_ros.visual_odometry import (
-    MIN_POSITION_STDDEV_M, R_BODY_OPTICAL, PoseRunner, StillGate, VisualOdometry, chain_break_reason, image_change,
-    matrix_to_quaternion,
+    MIN_POSITION_STDDEV_M, PoseRunner, StillGate, VisualOdometry, chain_break_reason, image_change,
 )
 
 
@@ -69,20 +69,6 @@ def test_reset_starts_again_at_the_origin():
     odometry.update(transform(translation=(0.0, 0.0, -1.0)), dt_s=0.1)
     odometry.reset()
     assert odometry.update(np.eye(4), dt_s=0.1).T_odom_camera[:3, 3].tolist() == [0.0, 0.0, 0.0]
-
-
-@pytest.mark.parametrize("axis_angle", [(0.0, 0.0, 0.0), (0.3, -0.2, 0.1), (math.pi - 1e-3, 0.0, 0.0), (0.0, 2.5, 1.0)])
-def test_quaternion_rotates_like_the_matrix(axis_angle):
-    R = transform(axis_angle)[:3, :3]
-    x, y, z, w = matrix_to_quaternion(R)
-    assert w >= 0 and math.isclose(x * x + y * y + z * z + w * w, 1.0, rel_tol=1e-12)
-    # Rotation matrix of the quaternion, written out.
-    Q = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    np.testing.assert_allclose(Q, R, atol=1e-9)
 
 
 def test_chain_break_reasons():

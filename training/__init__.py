@@ -1,5 +1,5 @@
 """Self-supervised trainer for mono_depth_ros (never imports rclpy).
 
-Data side: :mod:`training.bags` (rosbag2 reading), :mod:`training.data` (datasets),
+Data side: :mod:`mono_depth_ros.bagio` (rosbag2 reading), :mod:`training.data` (datasets),
 :mod:`training.synthetic` (rendered test recordings with exact depth).
 """

@@ -66,7 +66,8 @@ def resolve_config(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported after parsing so that --help is instant.
-    from .bags import BagError
+    from mono_depth_ros.bagio import BagError
+
     from .config import ConfigError
     from .trainer import RunError, train
 

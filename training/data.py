@@ -1,6 +1,6 @@
 """Training samples from rosbag2 recordings: triplets, stereo pairs, splits, augmentation, caching.
 
-Pipeline per bag: find topics (training.bags) -> decode every image once, undistort when
+Pipeline per bag: find topics (mono_depth_ros.bagio) -> decode every image once, undistort when
 D is non-zero, resize to the training size with area interpolation and store the frames
 in a uint8 .npy cache (memory-mapped by the data-loader workers) -> choose target frames
 (triplets by timestamp, stereo pairs, static frames dropped) -> split each bag into a
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mono_depth_ros import bagio
+from mono_depth_ros.bagio import BagError, BagReader, CameraModel, StreamSummary, TopicSelection
 from mono_depth_ros.geometry import scale_intrinsics
 from mono_depth_ros.networks import LEARNED_FOCAL_PRIOR
 
-from . import bags
-from .bags import BagError, BagReader, CameraModel, StreamSummary, TopicSelection
 from .weather import WEATHER_EFFECTS, sample_weather
 
 MODES = ("mono", "stereo", "mono+stereo")
@@ -253,7 +253,7 @@ def _cache_key(bag_path: Path, config: DataConfig, stereo: bool) -> str:
     """Bag content + everything that changes the decoded frames (topic options, size, fallback K)."""
     description = {
         "version": CACHE_VERSION,
-        "bag": bags.bag_fingerprint(bag_path),
+        "bag": bagio.bag_fingerprint(bag_path),
         "topics": [config.image_topic, config.camera_info_topic, config.right_image_topic,
                    config.right_camera_info_topic, config.odometry_topic, config.depth_topic],
         "size": [config.width, config.height],
@@ -294,7 +294,7 @@ def _decode_bag_into_cache(
     camera = right_camera = None
     if selection.camera_info:
         first = reader.first_message(selection.camera_info)
-        camera = None if first is None else bags.camera_model_from_msg(first)
+        camera = None if first is None else bagio.camera_model_from_msg(first)
     if camera is None and config_K is None and require_calibration:
         raise BagError(
             f"camera_info {selection.camera_info or '(none)'} in bag {reader.path} has no usable calibration "
@@ -306,7 +306,7 @@ def _decode_bag_into_cache(
         config_K_note.append(f"K from the config is not used: {selection.camera_info} has the calibration")
     if stereo and selection.right_camera_info:
         first = reader.first_message(selection.right_camera_info)
-        right_camera = None if first is None else bags.camera_model_from_msg(first)
+        right_camera = None if first is None else bagio.camera_model_from_msg(first)
 
     def count(topic):
         return reader.topics[topic].count if topic else 0
@@ -374,7 +374,7 @@ def _decode_bag_into_cache(
             preparers["right"] = _FramePreparer(model, K_right, size, training_size, K_output=K_left)
         return preparers["right"]
 
-    waiting_depth: List[bags.StreamItem] = []  # depth that came before the first image
+    waiting_depth: List[bagio.StreamItem] = []  # depth that came before the first image
 
     def add_depth(item) -> None:
         if (item.data.shape[1], item.data.shape[0]) != summary.image_size:
@@ -382,7 +382,7 @@ def _decode_bag_into_cache(
         arrays["depth"].append(preparers["left"].depth(item.data))
         stamps["depth"].append(item.stamp_ns)
 
-    for item in bags.stream_recording(reader, selection, summary):
+    for item in bagio.stream_recording(reader, selection, summary):
         if item.role == "image":
             frame = left_preparer((item.data.shape[1], item.data.shape[0])).image(item.data)
             arrays["left"].append(frame)
@@ -461,7 +461,7 @@ def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = p
             log(f"WARNING: {warning}")
         return BagCache(directory, meta)
     with BagReader(bag_path, log=log) as reader:
-        selection = bags.discover_topics(
+        selection = bagio.discover_topics(
             reader,
             image_topic=config.image_topic,
             camera_info_topic=config.camera_info_topic,
@@ -477,7 +477,7 @@ def load_bag(path, config: DataConfig, mode: str, log: Callable[[str], None] = p
 
 def _decode_to_cache(reader: BagReader, selection: TopicSelection, config: DataConfig, stereo: bool,
                      root: Path, directory: Path, log, require_calibration: bool = True) -> BagCache:
-    log(f"decoding {reader.path} ({bags.describe_selection(selection)}) into cache {directory}")
+    log(f"decoding {reader.path} ({bagio.describe_selection(selection)}) into cache {directory}")
     scratch = root / f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
     try:
@@ -561,7 +561,7 @@ def select_samples(bag_index: int, cache: BagCache, config: DataConfig, mode: st
 
     positions = None
     if meta["odometry_stamps"]:
-        positions = bags.interpolate_positions(
+        positions = bagio.interpolate_positions(
             np.asarray(meta["odometry_stamps"], dtype=np.int64), np.asarray(meta["odometry_positions"]), frame_stamps
         )
     thumbs = cache.array("thumbs") if temporal else None

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mono_depth_ros.msgtypes import IMAGE_TYPE, OUTPUT_TYPES
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "train_demo.yaml"
 STEPS = 4
@@ -38,11 +40,7 @@ IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 DEPTH_TOPIC = "/camera/depth"
 NODE_NAMESPACE = "/demo"
-NODE_OUTPUTS = {
-    f"{NODE_NAMESPACE}/depth": "sensor_msgs/msg/Image",
-    f"{NODE_NAMESPACE}/points": "sensor_msgs/msg/PointCloud2",
-    f"{NODE_NAMESPACE}/depth_colored": "sensor_msgs/msg/Image",
-}
+NODE_OUTPUTS = {f"{NODE_NAMESPACE}/{name}": msgtype for name, msgtype in OUTPUT_TYPES.items()}
 
 
 class DemoError(RuntimeError):
@@ -235,7 +233,7 @@ def _stamp(msg) -> int:
 
 def read_frames(bag: Path, topics: Sequence[str]) -> Dict[str, Dict[int, object]]:
     """{topic: {header stamp: message}} of a bag (rosbags messages)."""
-    from training.bags import BagReader
+    from mono_depth_ros.bagio import BagReader
 
     frames: Dict[str, Dict[int, object]] = {topic: {} for topic in topics}
     with BagReader(bag) as reader:
@@ -254,7 +252,7 @@ def collect_frames(heldout_bag: Path, output_bag: Path) -> Tuple[List[Dict], np.
 
     -> (frames: dicts of stamp, rgb, prediction, gt, points message; K of the camera).
     """
-    from training.bags import decode_depth, decode_image
+    from mono_depth_ros.bagio import decode_depth, decode_image
 
     truth = read_frames(heldout_bag, [IMAGE_TOPIC, CAMERA_INFO_TOPIC, DEPTH_TOPIC])
     published = read_frames(output_bag, list(NODE_OUTPUTS))
@@ -268,7 +266,7 @@ def collect_frames(heldout_bag: Path, output_bag: Path) -> Tuple[List[Dict], np.
     for stamp in stamps:
         frames.append({
             "stamp": stamp,
-            "rgb": decode_image(truth[IMAGE_TOPIC][stamp], "sensor_msgs/msg/Image"),
+            "rgb": decode_image(truth[IMAGE_TOPIC][stamp], IMAGE_TYPE),
             "prediction": _depth_array(published[depth_topic][stamp]),
             "gt": decode_depth(truth[DEPTH_TOPIC][stamp]),
             "points": published[f"{NODE_NAMESPACE}/points"].get(stamp),

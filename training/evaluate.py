@@ -157,44 +157,6 @@ def ground_plane_depth(K: np.ndarray, height: int, width: int, camera_height: fl
 # --------------------------------------------------------------------------- bags
 
 
-def select_depth_topic(reader, image_topic: str, depth_topic: str = "") -> str:
-    """The ground-truth depth topic (sensor_msgs/Image 32FC1 or 16UC1) for ``image_topic``.
-
-    Given: checked. Otherwise the one depth image topic, or the one in the image's namespace.
-    Raises BagError listing the bag's image topics.
-    """
-    from training.bags import IMAGE_TYPE, IMAGE_TYPES, BagError, _image_is_depth, camera_namespace
-
-    def listing() -> str:
-        names = reader.topics_of_type(*IMAGE_TYPES, with_messages=False)
-        return f"Image topics in {reader.path}:\n" + ("\n".join(f"  {reader.topics[n]}" for n in names) or "  (none)")
-
-    if depth_topic:
-        summary = reader.topics.get(depth_topic)
-        if summary is None or summary.msgtype != IMAGE_TYPE:
-            what = "is not in" if summary is None else f"is a {summary.msgtype} topic, not a sensor_msgs/Image, in"
-            raise BagError(f"--depth-topic {depth_topic} {what} bag {reader.path}. {listing()}")
-        if summary.count == 0:
-            raise BagError(f"--depth-topic {depth_topic} has no messages in bag {reader.path}. {listing()}")
-        return depth_topic
-    candidates = [t for t in reader.topics_of_type(IMAGE_TYPE) if t != image_topic and _image_is_depth(reader, t)]
-    if len(candidates) > 1:
-        beside = [t for t in candidates if camera_namespace(t) == camera_namespace(image_topic)]
-        if len(beside) == 1:
-            candidates = beside
-    if not candidates:
-        raise BagError(
-            f"bag {reader.path} has no ground-truth depth topic (sensor_msgs/Image, 32FC1 metres or 16UC1 "
-            f"millimetres) to evaluate against; pass --depth-topic if it has one under another encoding. {listing()}"
-        )
-    if len(candidates) > 1:
-        raise BagError(
-            f"several depth topics in bag {reader.path}: {', '.join(candidates)}; choose the one registered to "
-            f"{image_topic} with --depth-topic. {listing()}"
-        )
-    return candidates[0]
-
-
 @dataclass
 class _Pending:
     stamp_ns: int
@@ -272,11 +234,17 @@ def evaluate_bag(
     Each method gives a "median-scaled" and an "unscaled" row; "proper": true marks the one that
     applies to it. Raises EvaluationError, BagError (topics) or ModelFileError (model).
     """
+    from mono_depth_ros.bagio import (
+        BagReader,
+        decode_depth,
+        decode_image,
+        header_stamp_ns,
+        select_camera_topics,
+        select_depth_topic,
+    )
     from mono_depth_ros.frame_pipeline import camera_info_intrinsics
-    from mono_depth_ros.infer_bag import auto_device, select_camera_topics
+    from mono_depth_ros.inference import auto_device
     from mono_depth_ros.model_file import load_model_file
-
-    from .bags import BagReader, decode_depth, decode_image, header_stamp_ns
 
     baselines = list(dict.fromkeys(baselines))
     unknown = [b for b in baselines if b not in BASELINES]
@@ -515,9 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from mono_depth_ros.bagio import BagError
     from mono_depth_ros.model_file import ModelFileError
-
-    from .bags import BagError
 
     args = build_parser().parse_args(argv)
     try:

@@ -18,6 +18,8 @@ from mono_depth_ros.geometry import (
     backproject,
     disparity_to_depth,
     pixel_rays,
+    pixels_to_grid,
+    pixels_to_grid_affine,
     project,
     reproject_coordinates,
     transform_points,
@@ -285,9 +287,8 @@ class _Reprojector:
         self.rotated = (K @ T[:, :, :3, :3]) @ rays  # (S, B, 3, H*W)
         self.offset = K @ T[:, :, :3, 3:4]  # (S, B, 3, 1)
         self.count, self.batch, self.height, self.width = count, batch, height, width
-        # pixel centre u -> (2u + 1) / W - 1 (grid_sample, align_corners=False)
-        self.scale = torch.tensor([2.0 / width, 2.0 / height], dtype=T.dtype, device=T.device)
-        self.shift = torch.tensor([1.0 / width - 1.0, 1.0 / height - 1.0], dtype=T.dtype, device=T.device)
+        # pixel centre u -> (2u + 1) / W - 1 (grid_sample, align_corners=False) as one multiply-add
+        self.scale, self.shift = pixels_to_grid_affine(height, width, dtype=T.dtype, device=T.device)
 
     def grid(self, depth: torch.Tensor) -> torch.Tensor:
         """depth: (B, 1, H, W) -> sampling grid (S * B, H, W, 2) as geometry.reproject_coordinates."""
@@ -425,9 +426,9 @@ def lr_consistency(
     _, depth = disparity_to_depth(disparity, min_depth, max_depth)
     points = transform_points(T_other_this, backproject(depth, K).reshape(batch, 3, -1))
     pixels = project(points, K_other)
-    u = (2.0 * pixels[:, 0] + 1.0) / width - 1.0
-    v = (2.0 * pixels[:, 1] + 1.0) / height - 1.0
-    grid = torch.stack([u, v], dim=-1).reshape(batch, height, width, 2)
+    grid = pixels_to_grid(pixels, height, width)  # (B, H*W, 2)
+    u, v = grid.unbind(dim=-1)
+    grid = grid.reshape(batch, height, width, 2)
     z_other = points[:, 2].reshape(batch, 1, height, width)
     valid = (u.abs() <= 1) & (v.abs() <= 1) & (points[:, 2] > 1e-3)
     valid = valid.reshape(batch, 1, height, width).to(disparity.dtype)

@@ -6,11 +6,12 @@ relative motions are T_later_earlier, the convention of PoseNet and VisualOdomet
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+
+from mono_depth_ros.geometry.rotations import angle_between_deg, rotation_angle_deg
 
 MOVING_STEP_M = 0.02  # true steps shorter than this count as standing still (no direction, no scale)
 
@@ -18,17 +19,6 @@ MOVING_STEP_M = 0.02  # true steps shorter than this count as standing still (no
 def relative_motion(T_odom_earlier: np.ndarray, T_odom_later: np.ndarray) -> np.ndarray:
     """(4, 4) world poses of two frames -> (4, 4) T_later_earlier (earlier-frame points into the later frame)."""
     return np.linalg.inv(T_odom_later) @ T_odom_earlier
-
-
-def rotation_angle_deg(R: np.ndarray) -> float:
-    """(3, 3) rotation -> its angle in degrees, in [0, 180]."""
-    return math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(R)) - 1.0) / 2.0))))
-
-
-def angle_between_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """(3,), (3,) non-zero vectors -> angle between them in degrees."""
-    cosine = float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12)
-    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
 
 
 @dataclass

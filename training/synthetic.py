@@ -31,6 +31,14 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from mono_depth_ros.geometry.rotations import (
+    R_BODY_OPTICAL,
+    matrix_to_quaternion,
+    rotation_log,
+    rpy_to_matrix,
+)
+from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, ODOMETRY_TYPE
+
 STAMP_ORIGIN_NS = 1_700_000_000 * 1_000_000_000  # first image stamp (a plausible wall-clock time)
 LEFT_FRAME = "camera_optical_frame"
 RIGHT_FRAME = "camera_right_optical_frame"
@@ -45,15 +53,6 @@ RIGHT_IMAGE_TOPIC = "/camera_right/image_raw"
 RIGHT_COMPRESSED_TOPIC = "/camera_right/image_raw/compressed"
 RIGHT_CAMERA_INFO_TOPIC = "/camera_right/camera_info"
 ODOM_TOPIC = "/odom"
-
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
-
-# Rotation taking optical-frame vectors into the body frame (columns: optical x, y, z in body).
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-
 
 # --------------------------------------------------------------------------- camera
 
@@ -893,59 +892,6 @@ def _smoothstep_integral(u: float) -> float:
     return u ** 3 - 0.5 * u ** 4
 
 
-def rotation_matrix_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """REP 103 fixed-axis roll, pitch, yaw (radians) -> R (3, 3) = Rz(yaw) Ry(pitch) Rx(roll)."""
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
-    return np.array([
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ])
-
-
-def rotation_to_quaternion(R: np.ndarray) -> Tuple[float, float, float, float]:
-    """Rotation matrix (3, 3) -> unit quaternion (x, y, z, w) with w >= 0."""
-    R = np.asarray(R, dtype=np.float64)
-    trace = R[0, 0] + R[1, 1] + R[2, 2]
-    # Shepperd: divide by the largest of the four candidates for accuracy.
-    candidates = [trace, R[0, 0], R[1, 1], R[2, 2]]
-    largest = int(np.argmax(candidates))
-    if largest == 0:
-        w = 0.5 * math.sqrt(max(1.0 + trace, 0.0))
-        x, y, z = (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w)
-    elif largest == 1:
-        x = 0.5 * math.sqrt(max(1.0 + R[0, 0] - R[1, 1] - R[2, 2], 0.0))
-        w, y, z = (R[2, 1] - R[1, 2]) / (4 * x), (R[0, 1] + R[1, 0]) / (4 * x), (R[0, 2] + R[2, 0]) / (4 * x)
-    elif largest == 2:
-        y = 0.5 * math.sqrt(max(1.0 - R[0, 0] + R[1, 1] - R[2, 2], 0.0))
-        w, x, z = (R[0, 2] - R[2, 0]) / (4 * y), (R[0, 1] + R[1, 0]) / (4 * y), (R[1, 2] + R[2, 1]) / (4 * y)
-    else:
-        z = 0.5 * math.sqrt(max(1.0 - R[0, 0] - R[1, 1] + R[2, 2], 0.0))
-        w, x, y = (R[1, 0] - R[0, 1]) / (4 * z), (R[0, 2] + R[2, 0]) / (4 * z), (R[1, 2] + R[2, 1]) / (4 * z)
-    q = np.array([x, y, z, w])
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
-def quaternion_to_rotation(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) -> rotation matrix (3, 3)."""
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def rotation_log(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) -> rotation vector (3,) (axis * angle, radians; angle < pi)."""
-    cos_angle = min(1.0, max(-1.0, (float(np.trace(R)) - 1.0) / 2.0))
-    angle = math.acos(cos_angle)
-    vee = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2.0
-    return vee if angle < 1e-9 else vee * (angle / math.sin(angle))
-
-
 @dataclass(frozen=True)
 class StreetTrajectory:
     """Camera motion down a street: forward along odom +x at a smoothly varying speed
@@ -1021,7 +967,7 @@ class StreetTrajectory:
         yaw = math.radians(3.0) * math.sin(two_pi * tau / 8.0 + phase[3]) + math.radians(1.0) * math.sin(two_pi * tau / 2.1 + phase[4])
         pitch = math.radians(0.8) * math.sin(two_pi * tau / 1.7 + phase[5])
         roll = math.radians(0.6) * math.sin(two_pi * tau / 2.3 + phase[6])
-        return np.array([x, y, self.camera_height]), rotation_matrix_rpy(roll, pitch, yaw)
+        return np.array([x, y, self.camera_height]), rpy_to_matrix(roll, pitch, yaw)
 
     def T_odom_body(self, time_s: float) -> np.ndarray:
         position, rotation = self.body_pose(time_s)
@@ -1181,7 +1127,7 @@ def odometry_message(typestore, T_odom_body: np.ndarray, linear: np.ndarray, yaw
     float (rate about z only).
     """
     ns = typestore.types
-    qx, qy, qz, qw = rotation_to_quaternion(T_odom_body[:3, :3])
+    qx, qy, qz, qw = (float(v) for v in matrix_to_quaternion(T_odom_body[:3, :3]))
     angular = np.zeros(3)
     if np.ndim(yaw_rate) == 0:
         angular[2] = float(yaw_rate)

@@ -44,7 +44,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from mono_depth_ros.geometry import invert_transform, pose_vector_to_matrix
+from mono_depth_ros.geometry import DisparityRange, invert_transform, pose_vector_to_matrix
 from mono_depth_ros.memory import keep_freed_memory_in_process
 from mono_depth_ros.model_file import ModelMetadata, save_model_file
 from mono_depth_ros.networks import (
@@ -241,8 +241,7 @@ def initialise_disparity_heads(depth_net: torch.nn.Module, depth_m: float, min_d
     the image, and short runs can fall into the zero-disparity solution and stay there.
     Sets each disparity head's bias to the logit of depth_m's scaled disparity.
     """
-    min_disparity, max_disparity = 1.0 / max_depth, 1.0 / min_depth
-    fraction = (1.0 / depth_m - min_disparity) / (max_disparity - min_disparity)
+    fraction = DisparityRange(min_depth, max_depth).scaled_to_sigmoid(1.0 / depth_m)
     fraction = min(max(fraction, 1e-4), 1.0 - 1e-4)
     bias = math.log(fraction / (1.0 - fraction))
     with torch.no_grad():
