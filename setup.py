@@ -31,7 +31,7 @@ setup(
             f"export_onnx = {PACKAGE}.export_onnx:main",
             "train = training.cli:main",
             "evaluate = training.evaluate:main",
-            "sample_recording = training.sample_recording:main",
+            "sample_recording = mono_depth_ros.simulation.cli:main",
         ],
     },
 )

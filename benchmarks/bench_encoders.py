@@ -9,7 +9,7 @@ and thread count it measures, interleaved (so that other load hits every row ali
 
     .venv/bin/python benchmarks/bench_encoders.py [--frames 20] [--markdown]
 
-Weights are random (speed does not depend on them). Run it on a quiet machine; see README.md.
+Weights are random (speed does not depend on them). Run it on a quiet machine; results: docs/benchmarks.md, 'Encoders'.
 """
 from __future__ import annotations
 

@@ -464,7 +464,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=50, help="measured frames per size and stage (default 50)")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured frames first (default 5)")
     parser.add_argument("--monodepth2", type=Path, help="local checkout of nianticlabs/monodepth2, for the side-by-side")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for benchmarks/README.md and docs/benchmarks.md)")
     parser.add_argument("--no-dds", action="store_true", help="skip everything that needs rclpy (stages only)")
     parser.add_argument("--fastdds-defaults", action="store_true",
                         help="keep Fast DDS's default 512 kB shared-memory segment (large messages get lost)")
@@ -578,7 +578,7 @@ def main(argv=None) -> int:
         dds_setup = "Fast DDS defaults"
         if not args.fastdds_defaults and "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
             os.environ.update(fastdds_profile_environment(Path(tmp)))
-            dds_setup = "Fast DDS profile with a 64 MB shared-memory segment (see README)"
+            dds_setup = "Fast DDS profile with a 64 MB shared-memory segment (see docs/node.md, 'Image QoS')"
         ros = None
         if not args.no_dds:
             try:

@@ -11,7 +11,7 @@ trajectory (end-point error / distance travelled).
                                  [--width 96 --height 64] [--device cpu] [--out DIR] [--markdown]
 
 Training uses config/train_demo.yaml's recipe with mode mono+stereo (the stereo baseline makes
-depth and pose metric) or mono (the drive's odometry makes them metric). See README, "Visual odometry".
+depth and pose metric) or mono (the drive's odometry makes them metric). See docs/node.md, "Visual odometry".
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import load_model_file  # noqa: E402
 from mono_depth_ros.config import DepthNodeConfig  # noqa: E402
 from mono_depth_ros.visual_odometry import PoseRunner, StillGate  # noqa: E402
-from training import synthetic  # noqa: E402
+from mono_depth_ros import simulation as synthetic  # noqa: E402
 from training.odometry_metrics import OdometryErrors, compare_odometry, predict_motions  # noqa: E402
 
 RATE_HZ = 10.0
@@ -113,7 +113,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=120, help="frames of the held-out drive (default 120)")
     parser.add_argument("--device", default="cpu", help="training and inference device (default cpu)")
     parser.add_argument("--out", type=Path, help="keep the drives, run and model here (default: a temporary folder)")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/node.md, 'Visual odometry')")
     return parser.parse_args(argv)
 
 

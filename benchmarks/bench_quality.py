@@ -86,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def recordings(out: Path, args) -> tuple:
     """(training bag, held-out bag), rendered once per set of recording options."""
-    from training.synthetic import write_synthetic_bag
+    from mono_depth_ros.simulation import write_synthetic_bag
 
     width, height = (int(value) for value in args.camera.split("x"))
     wanted = {"camera": args.camera, "baseline": args.baseline, "speed": args.speed, "train": [args.train_frames, args.train_seed],
@@ -157,7 +157,7 @@ def run_ours(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: in
 
 def baseline_rows(heldout_bag: Path) -> List[Dict]:
     from training.evaluate import evaluate_bag
-    from training.synthetic import STREET_CAMERA_HEIGHT_M
+    from mono_depth_ros.simulation import STREET_CAMERA_HEIGHT_M
 
     evaluation = evaluate_bag(heldout_bag, baselines=["constant", "ground-plane"],
                               camera_height=STREET_CAMERA_HEIGHT_M, log=lambda line: None)

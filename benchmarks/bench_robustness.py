@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""depth_node under load and at shutdown: burst, soak and signal figures for the README's reliability table.
+"""depth_node under load and at shutdown: burst, soak and signal figures for the reliability table in docs/reliability.md.
 
 1. Burst: 1000 camera images (640x480 bgr8) published at 100 Hz into a CPU node that manages a
    few frames per second. Measured: how many frames it published, image -> points latency of the
@@ -180,7 +180,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="burst rate in Hz (default 100)")
     parser.add_argument("--soak", type=int, default=3000, help="frames in the soak run (default 3000)")
     parser.add_argument("--shutdowns", type=int, default=3, help="runs per signal (default 3)")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/reliability.md)")
     return parser.parse_args(argv)
 
 

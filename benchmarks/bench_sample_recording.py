@@ -24,7 +24,7 @@ from typing import List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as a script)
 from common import Table, load_average  # noqa: E402
 
-from training.synthetic import storage_file, write_synthetic_bag  # noqa: E402
+from mono_depth_ros.simulation import storage_file, write_synthetic_bag  # noqa: E402
 
 
 def parse_sizes(text: str) -> List[Tuple[int, int]]:

@@ -59,8 +59,8 @@ import torch
 import torch.nn.functional as F
 
 from mono_depth_ros.geometry import scale_intrinsics
+from mono_depth_ros.simulation import render_recording
 from training.config import TrainConfig
-from training.synthetic import render_recording
 from training.trainer import Trainer
 
 TARGET_RATIO = 1.3
@@ -365,7 +365,7 @@ def _quiet() -> None:
 def _loader_worker(size: Size, device: torch.device, work_dir: Path, steps: int, warmup: int, conn) -> None:
     """Our trainer fed by its own DataLoader from a synthetic bag (decode cache, augmentation, workers)."""
     from training.data import build_datasets
-    from training.synthetic import write_synthetic_bag
+    from mono_depth_ros.simulation import write_synthetic_bag
 
     # Enough samples for one epoch to cover start-up, warm-up and timed batches: DataLoader workers
     # restart every epoch, which a real (long) epoch amortises.

@@ -18,6 +18,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
+from .bagio.writer import BagWriter
+
 # What `ros2 bag play` offers when the recording has no QoS of its own: reliable, keep last 10.
 DEFAULT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
@@ -148,23 +150,13 @@ class BagRecorder:
         storage: str = "mcap",
         qos: QoSProfile = DEFAULT_QOS,
     ):
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_typestore
-
-        plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-        if storage not in plugins:
-            raise ValueError(f"storage must be 'mcap' or 'sqlite3', got '{storage}'")
         self.path = Path(out)
-        if self.path.exists():
-            raise FileExistsError(f"{self.path} exists; choose a new output folder")
+        self._writer = BagWriter(self.path, storage, exists_hint="choose a new output folder").open()
         self.counts: Dict[str, int] = {topic: 0 for topic in topics}
         self._lock = threading.Lock()
-        self._writer = Writer(self.path, version=8, storage_plugin=plugins[storage])
-        self._writer.open()
-        typestore = get_typestore(Stores.ROS2_HUMBLE)
-        self._connections = {
-            topic: self._writer.add_connection(topic, msgtype, typestore=typestore) for topic, msgtype in topics.items()
-        }
+        for topic, msgtype in topics.items():
+            self._writer.add_connection(topic, msgtype)
+        self._msgtypes = dict(topics)
         self._subscriptions = [
             node.create_subscription(message_class(msgtype), topic, self._callback(topic), qos)
             for topic, msgtype in topics.items()
@@ -179,7 +171,7 @@ class BagRecorder:
             with self._lock:
                 if self._closed:
                     return
-                self._writer.write(self._connections[topic], stamp_ns, data)
+                self._writer.write_cdr(topic, self._msgtypes[topic], stamp_ns, data)
                 self.counts[topic] += 1
 
         return record

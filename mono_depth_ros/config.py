@@ -1,7 +1,7 @@
 """Typed configuration of depth_node: the one source of truth for its parameters.
 
 ``config/depth.yaml`` holds the same defaults in ROS 2 parameter-file form; a test
-keeps the two in step, and the README's parameter table is written from
+keeps the two in step, and the parameter table of docs/node.md ('Parameters') is written from
 :data:`NODE_PARAMETER_DOCS`.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ class DepthNodeConfig:
     publish_tf: bool = True
     odometry_max_gap: float = 0.5
     odometry_still_threshold: float = 0.01  # data.min_photometric_change of the trainer
-    odometry_drift: float = 0.5  # measured 35-59 % for 400-step CPU models (README, 'Visual odometry')
+    odometry_drift: float = 0.5  # measured 35-59 % for 400-step CPU models (docs/node.md, 'Visual odometry')
 
 
 # name -> (read_only, description). Read-only parameters need a restart (they rebuild the model).
@@ -47,7 +47,7 @@ NODE_PARAMETER_DOCS: Dict[str, tuple] = {
     "depth_scale": (
         False,
         "Multiplies the model's depth. 1.0 for metric models; for non-metric ones, the factor that makes "
-        "its depth metres on your robot (see README, 'Scale').",
+        "its depth metres on your robot (see docs/node.md, 'Scale').",
     ),
     "publish_points": (False, "Publish the `points` cloud."),
     "points_stride": (False, "Keep every n-th pixel in each direction for `points` (1 = organised full resolution)."),
@@ -84,7 +84,7 @@ NODE_PARAMETER_DOCS: Dict[str, tuple] = {
     ),
     "odometry_drift": (
         False,
-        "Position error per metre travelled that the covariances report (0.5 = 50 %; measure yours with benchmarks/bench_odometry.py, see README, 'Visual odometry').",
+        "Position error per metre travelled that the covariances report (0.5 = 50 %; measure yours with benchmarks/bench_odometry.py, see docs/node.md, 'Visual odometry').",
     ),
 }
 

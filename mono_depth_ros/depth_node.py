@@ -137,7 +137,7 @@ class DepthNode(Node):
         if not meta.metric and self._config.depth_scale == 1.0:
             self.get_logger().warning(
                 "this model's depth is not metric and depth_scale is 1.0: distances are relative, not metres "
-                "(see README, 'Scale')"
+                "(see docs/node.md, 'Scale')"
             )
         self._setup_odometry(model)
         self.add_on_set_parameters_callback(self._on_set_parameters)

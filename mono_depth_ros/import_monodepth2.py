@@ -237,7 +237,7 @@ def convert_monodepth2(
             raise Monodepth2ImportError(
                 f"{encoder_path} says use_stereo false: the model was trained on monocular video and predicts "
                 "depth only up to an unknown scale, so it cannot be imported as metric. Import it without a "
-                "metric scale and set the node's depth_scale parameter from one measured distance (README, 'Scale')"
+                "metric scale and set the node's depth_scale parameter from one measured distance (docs/node.md, 'Scale')"
             )
         if not metric_scale > 0:
             raise Monodepth2ImportError(f"the metric scale is {metric_scale}, must be > 0")
@@ -328,7 +328,7 @@ def import_monodepth2(directory, out, include_pose: bool = True, metric_scale: O
 def summary(metadata: ModelMetadata) -> List[str]:
     """What the imported file says, in words."""
     scale = (f"metric, depth_scale {metadata.depth_scale:g}" if metadata.metric
-             else "NOT metric: set the node's depth_scale (README, 'Scale')")
+             else "NOT metric: set the node's depth_scale (docs/node.md, 'Scale')")
     return [
         f"ResNet-{metadata.num_layers}, {metadata.input_width}x{metadata.input_height}, trained with "
         f"{metadata.training['trained_with']}: {scale}; pose network: {'yes' if metadata.has_pose else 'no'}",

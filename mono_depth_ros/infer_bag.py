@@ -25,6 +25,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .bagio import BagError, BagReader, decode_image, select_camera_topics
+from .bagio.messages import image_from_fields
+from .bagio.writer import STORAGES, BagWriter, make_typestore
 from .camera import CameraInfoError
 from .camera_info_pairing import header_stamp
 from .config import DepthNodeConfig, load_node_config
@@ -41,8 +43,6 @@ from .msgtypes import (
 )
 from .onnx_backend import load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
-
-STORAGES = ("mcap", "sqlite3")
 
 # Why a frame was skipped -> what the summary line calls it.
 SKIP_NO_CAMERA_INFO = "before the first camera_info"
@@ -64,22 +64,18 @@ class OutputMessages:
     def __init__(self, typestore):
         self.typestore = typestore
         types = typestore.types
-        self._image = types[IMAGE_TYPE]
         self._cloud = types[POINT_CLOUD_TYPE]
         point_field = types[POINT_FIELD_TYPE]
         self._fields = [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in POINT_FIELDS]
 
     def depth(self, header, depth: np.ndarray):
         encoding, step, data = depth_to_image_fields(depth)
-        return self._image(
-            header=header, height=depth.shape[0], width=depth.shape[1], encoding=encoding,
-            is_bigendian=0, step=step, data=data,
-        )
+        return image_from_fields(self.typestore, header, depth.shape[0], depth.shape[1], encoding, step, data)
 
     def colored(self, header, bgr: np.ndarray):
-        return self._image(
-            header=header, height=bgr.shape[0], width=bgr.shape[1], encoding="bgr8",
-            is_bigendian=0, step=bgr.shape[1] * 3, data=np.ascontiguousarray(bgr).reshape(-1),
+        return image_from_fields(
+            self.typestore, header, bgr.shape[0], bgr.shape[1], "bgr8", bgr.shape[1] * 3,
+            np.ascontiguousarray(bgr).reshape(-1),
         )
 
     def cloud(self, header, cloud):
@@ -139,8 +135,6 @@ def infer_bag(
     launch file's namespace argument does (default: none). Raises InferBagError, BagError or
     ModelFileError.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
     from tqdm import tqdm
 
     out = Path(out)
@@ -174,17 +168,16 @@ def infer_bag(
         if not meta.metric and config.depth_scale == 1.0:
             log(
                 "WARNING: this model's depth is not metric and depth_scale is 1.0: distances are relative, "
-                "not metres (set depth_scale in --params; see README, 'Scale')"
+                "not metres (set depth_scale in --params; see docs/node.md, 'Scale')"
             )
         pipeline = FramePipeline(estimator)
-        typestore = get_typestore(Stores.ROS2_HUMBLE)
+        typestore = make_typestore()
         messages = OutputMessages(typestore)
         enabled = {
             "depth": True, "points": config.publish_points, "depth_colored": config.publish_colored_depth,
         }
         written_topics = {name: topic for name, topic in written_topics.items() if enabled[name]}
         summary = InferSummary(output=out, topics={**written_topics, **copied})
-        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
         bar = tqdm(
             total=reader.topics[topics.image].count, unit="frame", desc="infer_bag", disable=not progress,
             file=sys.stderr, dynamic_ncols=True,
@@ -198,14 +191,11 @@ def infer_bag(
                 explained.add(reason)
                 say(f"skipping frames: {text} (further frames skipped for this reason are only counted)")
 
-        with Writer(out, version=8, storage_plugin=plugin) as writer:
-            connections = {}
+        exists_hint = "infer_bag never overwrites: give a new directory"
+        with BagWriter(out, storage, typestore, exists_hint=exists_hint) as writer:
 
             def write(role: str, msgtype: str, bag_time: int, msg) -> None:
-                topic = summary.topics[role]
-                if topic not in connections:
-                    connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
-                writer.write(connections[topic], bag_time, typestore.serialize_cdr(msg, msgtype))
+                writer.write(summary.topics[role], msgtype, bag_time, msg)
 
             def handle(bag_time: int, msg, msgtype: str, info) -> None:
                 try:

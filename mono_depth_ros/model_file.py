@@ -27,7 +27,7 @@ FORMAT_VERSION = 3
 METADATA_KEY = "mono_depth_ros.metadata"
 HOW_TO_GET_A_MODEL = (
     "Create one with random weights: `ros2 run mono_depth_ros create_model --out model.safetensors`, "
-    "or train one from a bag: `ros2 run mono_depth_ros train --bag BAG --out DIR` (see README, 'Getting a model')."
+    "or train one from a bag: `ros2 run mono_depth_ros train --bag BAG --out DIR` (see docs/models.md, 'Getting a model')."
 )
 
 

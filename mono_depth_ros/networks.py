@@ -104,7 +104,7 @@ def stacked_frame_filters(weight: torch.Tensor, num_input_images: int,
     its frames and the symmetry breaks only as fast as gradients separate the halves (0.3 % after 400
     steps): a short run learns a typical motion from appearance and ignores which frame came first.
     Measured on the street drive (mono, 400 steps, 96x64, 40 held-out frames): direction error 14 deg with share 0,
-    13 deg with 0.25, 9 deg with 1 (benchmarks/bench_odometry.py; README, "Visual odometry").
+    13 deg with 0.25, 9 deg with 1 (benchmarks/bench_odometry.py; docs/node.md, "Visual odometry").
     """
     if num_input_images == 1:
         return weight.clone()

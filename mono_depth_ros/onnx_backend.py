@@ -27,7 +27,7 @@ ONNXRUNTIME_HINT = (
     "Install it in the Python that runs the node: `pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` "
     "(CUDA; no rosdep key for either), or run the .safetensors model file instead"
 )
-HOW_TO_EXPORT = "Export one from a model file: `export_onnx MODEL.safetensors OUT.onnx` (see README, 'ONNX and TensorRT')"
+HOW_TO_EXPORT = "Export one from a model file: `export_onnx MODEL.safetensors OUT.onnx` (see docs/onnx.md)"
 
 
 class OnnxModelError(ModelFileError):
@@ -113,7 +113,7 @@ class OnnxDepthEstimator:
         if half:
             self.warnings.append(
                 "half_precision is ignored for .onnx models (they run in float32); for float16 build a TensorRT "
-                "engine (trtexec --fp16, see README 'ONNX and TensorRT')"
+                "engine (trtexec --fp16, see docs/onnx.md, 'TensorRT')"
             )
         self.half = False
         options = ort.SessionOptions()

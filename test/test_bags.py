@@ -10,7 +10,7 @@ pytest.importorskip("rosbags", reason="rosbags is required to read bags")
 
 from mono_depth_ros import bagio  # noqa: E402
 from mono_depth_ros.bagio import BagError, BagReader, StreamSummary, discover_topics, stream_recording  # noqa: E402
-from training import synthetic  # noqa: E402
+from mono_depth_ros import simulation as synthetic  # noqa: E402
 
 
 def _read(path, need_stereo=False, **topics):

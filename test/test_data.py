@@ -12,7 +12,8 @@ pytest.importorskip("rosbags", reason="rosbags is required to read bags")
 from mono_depth_ros.bagio import BagError  # noqa: E402
 from mono_depth_ros.bagio import stream as bag_stream  # noqa: E402
 from mono_depth_ros.geometry import reproject_coordinates, warp_image  # noqa: E402
-from training import data, synthetic  # noqa: E402
+from mono_depth_ros import simulation as synthetic  # noqa: E402
+from training import data  # noqa: E402
 from training.data import DataConfig, build_datasets  # noqa: E402
 
 QUIET = dict(log=lambda _: None)

@@ -11,7 +11,7 @@ import torch.distributed as dist
 pytest.importorskip("rosbags", reason="rosbags is required to write the test bag")
 
 from mono_depth_ros.model_file import load_model_file
-from training.synthetic import write_synthetic_bag
+from mono_depth_ros.simulation import write_synthetic_bag
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,11 @@ import torch
 
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import ModelMetadata, load_model_file, save_model_file
+from mono_depth_ros.bagio.messages import camera_info_message, depth_message, image_message
+from mono_depth_ros.bagio.writer import BagEntry, make_typestore, write_bag
+from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, IMAGE_TYPE
 from mono_depth_ros.networks import DepthNet
+from mono_depth_ros.simulation import write_synthetic_bag
 from training.evaluate import (
     EvaluationError,
     constant_depth,
@@ -19,17 +23,6 @@ from training.evaluate import (
     evaluate_predictions,
     ground_plane_depth,
     main,
-)
-from training.synthetic import (
-    BagEntry,
-    CAMERA_INFO_TYPE,
-    IMAGE_TYPE,
-    camera_info_message,
-    depth_message,
-    image_message,
-    make_typestore,
-    write_bag,
-    write_synthetic_bag,
 )
 
 

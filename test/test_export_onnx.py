@@ -38,7 +38,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @functools.lru_cache(maxsize=None)
 def street_image(width: int, height: int) -> np.ndarray:
     """A rendered street scene (H, W, 3) uint8 RGB: buildings, cars, road, sky (read-only: cached)."""
-    from training.synthetic import render_recording
+    from mono_depth_ros.simulation import render_recording
 
     image = render_recording(num_frames=1, width=width, height=height, stereo=False, scene="street").images[0]
     image.setflags(write=False)
@@ -248,7 +248,7 @@ def test_without_onnxruntime_onnx_models_explain_the_install(exported, monkeypat
 def test_infer_bag_runs_onnx_models(exported, tmp_path, capsys):
     from mono_depth_ros.bagio import decode_image
     from mono_depth_ros.infer_bag import main as infer_bag_main
-    from training.synthetic import write_synthetic_bag
+    from mono_depth_ros.simulation import write_synthetic_bag
 
     from test_infer_bag import IMAGE_TYPE, decode_depth_raw, read_bag
 

@@ -22,9 +22,9 @@ from mono_depth_ros.networks import (
     PixelShuffleUpsample,
     intrinsics_from_camera_head,
 )
+from mono_depth_ros.simulation import render_recording
 from training import weather
 from training.config import ConfigError, TrainConfig, apply_overrides, config_to_dict
-from training.synthetic import render_recording
 from training.trainer import Trainer, check_resume_compatible, train
 
 from test_trainer import BASELINE, make_datasets, quiet, tiny_config
@@ -361,7 +361,8 @@ def test_two_step_run_with_the_semantic_branch_keeps_it_frozen(recording, tmp_pa
 def test_two_step_run_from_a_bag_without_camera_info_with_weather_and_learned_intrinsics(tmp_path, monkeypatch):
     pytest.importorskip("rosbags", reason="rosbags is required to read bags")
     from mono_depth_ros.bagio import BagError
-    from training import data, synthetic
+    from mono_depth_ros import simulation as synthetic
+    from training import data
 
     bag = synthetic.write_synthetic_bag(tmp_path / "bag", num_frames=10, camera_info=False, stereo=False, depth=False)
     overrides = ["mode=mono", "model.pretrained=false", "data.width=96", "data.height=64", "data.num_workers=0",

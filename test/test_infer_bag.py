@@ -6,24 +6,16 @@ import pytest
 import torch
 
 from mono_depth_ros.bagio import BagReader, decode_image
+from mono_depth_ros.bagio.messages import camera_info_message, compressed_image_message, image_message
+from mono_depth_ros.bagio.writer import BagEntry, make_typestore, write_bag
 from mono_depth_ros.config import DepthNodeConfig, load_node_config
 from mono_depth_ros.frame_pipeline import FramePipeline, camera_info_intrinsics
 from mono_depth_ros.infer_bag import main
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
+from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE
 from mono_depth_ros.pointcloud import POINT_FIELDS, unpack_xyzrgb
-from training.synthetic import (
-    BagEntry,
-    CAMERA_INFO_TYPE,
-    COMPRESSED_TYPE,
-    IMAGE_TYPE,
-    camera_info_message,
-    compressed_image_message,
-    image_message,
-    make_typestore,
-    write_bag,
-    write_synthetic_bag,
-)
+from mono_depth_ros.simulation import write_synthetic_bag
 
 OUTPUT_TOPICS = ("/depth", "/points", "/depth_colored")
 

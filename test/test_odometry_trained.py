@@ -6,7 +6,7 @@ on 2 CPU cores); the model's pose network then runs frame to frame over a held-o
 another street, chained by VisualOdometry as depth_node chains it, and is compared with the true
 poses. The tolerances are wide on purpose: at this budget the network has learned the drive's
 typical step (measured: direction error ~9 deg, scale ~1.4-1.6 per frame, still ~0.5 m per frame
-while the car stands; README, "Visual odometry"). What the test guards is what a user relies on:
+while the car stands; docs/node.md, "Visual odometry"). What the test guards is what a user relies on:
 forward is forward, in metres, not a random or unit-less output. benchmarks/bench_odometry.py
 measures the errors.
 """
@@ -22,7 +22,7 @@ from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.geometry.rotations import R_BODY_OPTICAL, angle_between_deg
 from mono_depth_ros.visual_odometry import PoseRunner, VisualOdometry
-from training import synthetic
+from mono_depth_ros import simulation as synthetic
 from training.config import load_config
 from training.odometry_metrics import compare_odometry, predict_motions
 from training.trainer import train

@@ -1,7 +1,7 @@
-"""The reliability matrix (test/robustness_matrix.yaml) is true to the tests and to the README.
+"""The reliability matrix (test/robustness_matrix.yaml) is true to the tests and to docs/reliability.md.
 
 Each row names the tests that prove it: they must exist, so a renamed or deleted test cannot
-leave a claim behind. The README's "Reliability" table must list the same rows.
+leave a claim behind. The "Reliability" table of docs/reliability.md must list the same rows.
 """
 from __future__ import annotations
 
@@ -47,10 +47,10 @@ def _cell(text: str) -> str:
 
 
 def readme_rows():
-    """The README's reliability table -> [(part, case, behaviour, tests)]."""
-    text = (ROOT / "README.md").read_text()
+    """The reliability table of docs/reliability.md -> [(part, case, behaviour, tests)]."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
     match = re.search(r"^\| part \| bad input or fault \| what happens \| tested by \|\n\|[-|]+\|\n((?:\|.*\n)+)", text, re.M)
-    assert match, "README has no reliability table (header: | part | bad input or fault | what happens | tested by |)"
+    assert match, "docs/reliability.md has no reliability table (header: | part | bad input or fault | what happens | tested by |)"
     rows = []
     for line in match.group(1).splitlines():
         cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
@@ -67,7 +67,7 @@ def test_readme_table_is_the_matrix():
     assert readme_rows() == [expected_row(part, row) for part, row in ROWS]
 
 
-if __name__ == "__main__":  # print the README table: python test/test_robustness_matrix.py
+if __name__ == "__main__":  # print the table for docs/reliability.md: python test/test_robustness_matrix.py
     print("| part | bad input or fault | what happens | tested by |\n|---|---|---|---|")
     for part, row in ROWS:
         print("| " + " | ".join(expected_row(part, row)) + " |")

@@ -8,6 +8,7 @@ import torch
 
 from mono_depth_ros.geometry import disparity_to_depth, invert_transform
 from mono_depth_ros.networks import DepthNet
+from mono_depth_ros.simulation import render_recording
 from training.health import (
     CONSTANT_LOG_STD,
     HealthReading,
@@ -26,7 +27,6 @@ from training.scale import (
     scale_verdict,
     translation_at_distance,
 )
-from training.synthetic import render_recording
 from training.trainer import initialise_disparity_heads
 
 BASELINE = 0.3

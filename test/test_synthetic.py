@@ -10,7 +10,7 @@ import torch
 
 from mono_depth_ros.geometry import R_BODY_OPTICAL, quaternion_to_matrix, reproject_coordinates, rotation_log, warp_image
 from mono_depth_ros.image_conversion import image_to_rgb
-from training import synthetic
+from mono_depth_ros import simulation as synthetic
 
 rosbags_highlevel = pytest.importorskip("rosbags.highlevel", reason="rosbags is required to read bags")
 
@@ -396,7 +396,7 @@ def test_street_surfaces_are_textured_near_and_far():
 
 
 def test_sample_recording_command(tmp_path, capsys):
-    from training import sample_recording
+    from mono_depth_ros.simulation import cli as sample_recording
 
     small = ["--frames", "3", "--width", "48", "--height", "32", "--quiet"]
     assert sample_recording.main(["--out", str(tmp_path / "mcap")] + small) == 0

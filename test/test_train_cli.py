@@ -11,6 +11,7 @@ pytest.importorskip("rosbags", reason="rosbags is required to read and write bag
 from mono_depth_ros.geometry import disparity_to_depth
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.networks import DepthNet
+from mono_depth_ros.simulation import write_synthetic_bag
 from training import cli
 from training.config import (
     ConfigError,
@@ -21,7 +22,6 @@ from training.config import (
     load_config,
 )
 from training.metrics import image_depth_metrics
-from training.synthetic import write_synthetic_bag
 from training.trainer import CHECKPOINT_NAME, load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent

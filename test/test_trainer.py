@@ -1,4 +1,4 @@
-"""Trainer on in-memory samples rendered with exact depth (training.synthetic), no bags."""
+"""Trainer on in-memory samples rendered with exact depth (mono_depth_ros.simulation), no bags."""
 import dataclasses
 import math
 import os
@@ -10,8 +10,8 @@ import torch
 
 import mono_depth_ros.networks as networks
 from mono_depth_ros.model_file import load_model_file
+from mono_depth_ros.simulation import render_recording
 from training.config import ConfigError, TrainConfig, apply_overrides
-from training.synthetic import render_recording
 from training.trainer import (
     CHECKPOINT_NAME,
     RunError,

@@ -19,8 +19,8 @@ import torch
 pytest.importorskip("rosbags", reason="rosbags is required to write the recording")
 
 import mono_depth_ros.model_file as model_file  # noqa: E402
+from mono_depth_ros.simulation import write_synthetic_bag  # noqa: E402
 from training import cli  # noqa: E402
-from training.synthetic import write_synthetic_bag  # noqa: E402
 from training.trainer import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, remove_stale_temporary_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

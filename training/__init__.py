@@ -1,5 +1,5 @@
 """Self-supervised trainer for mono_depth_ros (never imports rclpy).
 
-Data side: :mod:`mono_depth_ros.bagio` (rosbag2 reading), :mod:`training.data` (datasets),
-:mod:`training.synthetic` (rendered test recordings with exact depth).
+Data side: :mod:`mono_depth_ros.bagio` (rosbag2 reading), :mod:`training.data` (datasets);
+rendered recordings with exact depth are in :mod:`mono_depth_ros.simulation`.
 """

@@ -62,7 +62,7 @@ class ModelConfig:
     initial_depth: Optional[float] = None
     min_depth: float = 0.1  # metres for metric modes; the network's output range
     max_depth: float = 100.0
-    # Extensions (README, "Trainer extensions"); each off by default.
+    # Extensions (docs/training.md, "Trainer extensions"); each off by default.
     # given: camera_info / data.K. learned: a camera head on the pose encoder predicts K (bags without a
     # calibration; needs temporal frames: mode mono or mono+stereo). refine: it corrects the given K.
     intrinsics: str = "given"

@@ -100,8 +100,8 @@ def ros_environment(out: Path) -> Dict[str, str]:
 
 def generate_recordings(out: Path, args) -> Tuple[Path, Path, float]:
     """-> (training bag, held-out bag, camera height in metres)."""
-    from training.sample_recording import main as sample_recording
-    from training import synthetic
+    from mono_depth_ros import simulation
+    from mono_depth_ros.simulation.cli import main as sample_recording
 
     train_bag, heldout_bag = out / "sample_train", out / "sample_heldout"
     common = ["--width", str(args.width), "--height", str(args.height)]
@@ -111,7 +111,7 @@ def generate_recordings(out: Path, args) -> Tuple[Path, Path, float]:
     print(f"    held-out drive: {args.heldout_frames} frames down another street (seed 1) -> {heldout_bag}", flush=True)
     if sample_recording(["--out", str(heldout_bag), "--frames", str(args.heldout_frames), "--seed", "1"] + common) != 0:
         raise DemoError("generating the held-out recording failed")
-    return train_bag, heldout_bag, float(synthetic.STREET_CAMERA_HEIGHT_M)
+    return train_bag, heldout_bag, float(simulation.STREET_CAMERA_HEIGHT_M)
 
 
 # --------------------------------------------------------------------------- 2. training

@@ -1559,7 +1559,7 @@ def final_lines(result: TrainResult, mode: str = "", has_odometry: bool = True) 
         lines.append(f"model (metric: held-out scale within 20 %) written after {result.step} steps")
     else:
         lines.append(f"model (relative depth, NOT metric: {result.metric_reason}; set depth_scale on the node, "
-                     f"see README 'Scale') written after {result.step} steps")
+                     f"see docs/node.md, 'Scale') written after {result.step} steps")
     return lines
 
 

@@ -1,4 +1,5 @@
-"""Reading rosbag2 recordings (PyPI ``rosbags``; no ROS installation needed), for the trainer, infer_bag and evaluate.
+"""Reading and writing rosbag2 recordings (PyPI ``rosbags``; no ROS installation needed), for the
+trainer, infer_bag and evaluate.
 
 * Bags: a rosbag2 directory, or a single ``.mcap`` / ``.db3`` storage file.
 * Topics are found automatically when unambiguous; otherwise :class:`BagError` lists the
@@ -20,6 +21,12 @@ What lives where:
 * :mod:`.topics` -- which topics to read: :func:`discover_topics` (trainer),
   :func:`select_camera_topics` and :func:`select_depth_topic` (infer_bag, evaluate), and the rules they share.
 * :mod:`.stream` -- :func:`stream_recording`: one decoding pass with the calibration and size checks.
+* :mod:`.writer` -- writing bags: :class:`~.writer.BagWriter`, :func:`~.writer.write_bag`,
+  :func:`~.writer.write_sorted_bag` (infer_bag, the bag recorder, the simulation, test fixtures).
+* :mod:`.messages` -- rosbags message objects from NumPy arrays (images, depth, CameraInfo, Odometry).
+
+The writing side is imported from its modules (``from mono_depth_ros.bagio.writer import
+write_bag``), not re-exported here.
 
 Message type names are in :mod:`mono_depth_ros.msgtypes`. Importing this package needs neither
 torch, rclpy nor the trainer.

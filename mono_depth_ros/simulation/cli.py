@@ -76,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         print(f"sample_recording: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from .synthetic import write_synthetic_bag
+    from .bag import write_synthetic_bag
 
     stop_frames: Optional[int] = args.stop_frames
     if args.scene == "corridor":
