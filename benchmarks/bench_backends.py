@@ -33,7 +33,7 @@ from mono_depth_ros.export_onnx import export_onnx  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import ModelMetadata, load_model_file, save_model_file  # noqa: E402
 from mono_depth_ros.networks import ENCODERS, DepthNet, encoder_label  # noqa: E402
-from mono_depth_ros.onnx_backend import OnnxDepthEstimator  # noqa: E402
+from mono_depth_ros.inference import OnnxDepthEstimator  # noqa: E402
 
 SIZES = ((640, 192), (320, 192))
 THREADS = (1, 2)

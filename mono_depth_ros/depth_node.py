@@ -8,7 +8,6 @@ receiving while the network runs and stale frames are dropped, not queued.
 from __future__ import annotations
 
 import array
-import dataclasses
 import math
 import signal
 import sys
@@ -18,7 +17,6 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSHistoryPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
@@ -28,15 +26,15 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from .camera import CameraInfoError, intrinsics_disagreement
 from .camera_info_pairing import CameraInfoPairing, header_stamp
-from .config import NODE_PARAMETER_DOCS, DepthNodeConfig, apply_parameters
+from .config import DepthNodeConfig
 from .frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
 from .geometry.rotations import matrix_to_quaternion
 from .image_conversion import ImageFormatError, depth_to_image_fields
-from .inference import keep_freed_memory_in_process
+from .inference import describe, keep_freed_memory_in_process, load_estimator
 from .model_file import HOW_TO_GET_A_MODEL, ModelFileError
 from .msgtypes import COLORED_OUTPUT, DEPTH_OUTPUT, POINTS_OUTPUT
-from .onnx_backend import describe, load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
+from .ros.parameters import NodeParameters
 from .networks import encoder_label
 from .visual_odometry import PoseRunner, StillGate, VisualOdometry, chain_break_reason
 
@@ -140,7 +138,7 @@ class DepthNode(Node):
                 "(see docs/node.md, 'Scale')"
             )
         self._setup_odometry(model)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._parameter_binding.watch()
         self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
         self._worker.start()
 
@@ -214,30 +212,14 @@ class DepthNode(Node):
 
     # ---- parameters -------------------------------------------------------------------------
     def _declare_parameters(self) -> DepthNodeConfig:
-        defaults = DepthNodeConfig()
-        values = {}
-        for field in dataclasses.fields(DepthNodeConfig):
-            read_only, description = NODE_PARAMETER_DOCS[field.name]
-            # dynamic_typing lets '80' (int) stand for 80.0; our own validation checks types.
-            descriptor = ParameterDescriptor(description=description, read_only=read_only, dynamic_typing=True)
-            parameter = self.declare_parameter(field.name, getattr(defaults, field.name), descriptor)
-            values[field.name] = parameter.value
+        self._parameter_binding = NodeParameters(self, on_change=self._set_config)
         try:
-            return apply_parameters(defaults, values)
+            return self._parameter_binding.declare()
         except ValueError as error:
             raise StartupError(str(error)) from error
 
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
-        changes = {p.name: p.value for p in parameters if p.name in NODE_PARAMETER_DOCS}
-        if not changes:
-            return SetParametersResult(successful=True)
-        try:
-            updated = apply_parameters(self._config, changes)
-        except ValueError as error:
-            self.get_logger().warning(f"refused parameter change: {error}")
-            return SetParametersResult(successful=False, reason=str(error))
-        self._config = updated  # picked up by the next frame
-        return SetParametersResult(successful=True)
+    def _set_config(self, config: DepthNodeConfig) -> None:
+        self._config = config  # a run-time change, picked up by the next frame
 
     @property
     def config(self) -> DepthNodeConfig:
@@ -348,7 +330,8 @@ class DepthNode(Node):
         self._check_learned_intrinsics(K, msg.width, msg.height)
 
         # The steps of FramePipeline.run (what infer_bag calls), each output published when ready.
-        depth = self._pipeline.depth(rgb, config)
+        prediction = self._pipeline.prediction(rgb, config)
+        depth = prediction.depth
         if self._shutting_down():
             return False
         self._depth_pub.publish(self._depth_message(msg, depth))
@@ -358,14 +341,16 @@ class DepthNode(Node):
         if config.publish_colored_depth:
             self._colored_pub.publish(self._colored_message(msg, self._pipeline.colored(depth)))
         if self._odometry is not None and not self._shutting_down():
-            self._update_odometry(msg, config)
+            self._update_odometry(msg, config, prediction.network_input)
         self.frames_published += 1
         return True
 
-    def _update_odometry(self, msg: Image, config: DepthNodeConfig) -> None:
-        """Chain this frame's motion from the previous processed frame and publish odom (+ tf)."""
+    def _update_odometry(self, msg: Image, config: DepthNodeConfig, network_input) -> None:
+        """Chain this frame's motion from the previous processed frame and publish odom (+ tf).
+
+        ``network_input``: this frame's depth-network input (Prediction.network_input), fed to the pose network.
+        """
         stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        network_input = self._estimator.last_input  # this frame's, from the depth prediction
         reason = chain_break_reason(self._previous_stamp_s, stamp_s, config.odometry_max_gap)
         if reason is None and self._previous_frame_id and msg.header.frame_id != self._previous_frame_id:
             reason = "frame", f"the camera frame changed from '{self._previous_frame_id}' to '{msg.header.frame_id}'"

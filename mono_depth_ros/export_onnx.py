@@ -32,8 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model_file import METADATA_KEY, ModelFileError, ModelMetadata, load_model_file
-from .networks import ConvELU, DepthNet
-from .onnx_backend import EXPORT_INFO_KEY, INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAME
+from .networks import DepthNet, ExportConvELU
+from .inference.onnx_backend import EXPORT_INFO_KEY, INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAME
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.4-8.6 (JetPack 5, 6.0) parse; TensorRT 10 parses 9-20
 MIN_OPSET = 11  # Pad with its pads as an input
@@ -76,18 +76,6 @@ class _Pad2d(nn.Module):
         return _ConstantPad.apply(x, self.pads, self.mode)
 
 
-class _ConvThenElu(nn.Module):
-    """networks.ConvELU with torch's ELU, which exports as one ONNX Elu node (networks.elu computes
-    it from exp on the CPU for speed)."""
-
-    def __init__(self, block: ConvELU):
-        super().__init__()
-        self.conv = block.conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.elu(self.conv(x))
-
-
 class DisparityOutput(nn.Module):
     """image (B, 3, H, W) RGB in [0, 1] -> sigmoid disparity (B, 1, H, W) at scale 0."""
 
@@ -104,7 +92,7 @@ def exportable(depth_net: DepthNet) -> DisparityOutput:
     net = copy.deepcopy(depth_net).float().eval()
     for blocks in (net.decoder.reduce, net.decoder.fuse):
         for index, block in enumerate(blocks):
-            blocks[index] = _ConvThenElu(block)
+            blocks[index] = ExportConvELU(block)  # torch's ELU: one ONNX Elu node
     for module in list(net.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.ReflectionPad2d):

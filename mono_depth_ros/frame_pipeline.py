@@ -18,7 +18,7 @@ from .camera import intrinsics_for_image
 from .colorize import colorize_depth
 from .config import DepthNodeConfig
 from .image_conversion import image_to_rgb
-from .inference import DepthEstimator
+from .inference.backend import DepthBackend, Prediction
 from .pointcloud import PackedCloud, pack_xyzrgb, unit_depth_rays
 
 
@@ -46,7 +46,7 @@ def camera_info_intrinsics(info, image_width: int, image_height: int) -> np.ndar
 class FrameOutputs:
     """depth_node's outputs for one frame (None where the config turns an output off)."""
 
-    depth: np.ndarray  # (H, W) float32 metres, REP 118: < min_depth -> -inf, > max_depth -> +inf
+    depth: np.ndarray  # (H, W) float32 metres, REP 118: -inf / +inf outside [output_min_depth, output_max_depth]
     cloud: Optional[PackedCloud]  # organised xyz+rgb, every points_stride-th pixel
     colored: Optional[np.ndarray]  # (H, W, 3) uint8 BGR
 
@@ -54,18 +54,24 @@ class FrameOutputs:
 class FramePipeline:
     """The node's per-frame computation: depth, masked as REP 118 asks; cloud; colour image."""
 
-    def __init__(self, estimator: DepthEstimator):
+    def __init__(self, estimator: DepthBackend):
         self.estimator = estimator
         self._rays_key: Optional[tuple] = None
         self._rays: Optional[np.ndarray] = None
 
+    def prediction(self, rgb: np.ndarray, config: DepthNodeConfig) -> Prediction:
+        """(H, W, 3) uint8 RGB -> the backend's Prediction, its depth (H, W) float32 metres with
+        out-of-range marked -inf / +inf (REP 118); its network input feeds the node's odometry."""
+        prediction = self.estimator.run(rgb, extra_scale=config.depth_scale)
+        depth = prediction.depth
+        # In place: no copy of a full-resolution map per frame; the cloud turns +-inf into NaN points.
+        depth[depth < config.output_min_depth] = -np.inf
+        depth[depth > config.output_max_depth] = np.inf
+        return prediction
+
     def depth(self, rgb: np.ndarray, config: DepthNodeConfig) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) float32 metres, out-of-range marked -inf / +inf (REP 118)."""
-        depth = self.estimator.predict(rgb, extra_scale=config.depth_scale)
-        # In place: no copy of a full-resolution map per frame; the cloud turns +-inf into NaN points.
-        depth[depth < config.min_depth] = -np.inf
-        depth[depth > config.max_depth] = np.inf
-        return depth
+        return self.prediction(rgb, config).depth
 
     def rays(self, K: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
         """unit_depth_rays for K, cached: a camera's K and size rarely change."""
@@ -83,8 +89,8 @@ class FramePipeline:
             depth[::stride, ::stride],
             self.rays(K, height, width, stride),
             rgb[::stride, ::stride],
-            config.min_depth,
-            config.max_depth,
+            config.output_min_depth,
+            config.output_max_depth,
         )
 
     @staticmethod

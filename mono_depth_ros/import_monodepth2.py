@@ -5,7 +5,7 @@ Monodepth2 (Godard et al., ICCV 2019) saves one PyTorch state dict per network i
 and ``use_stereo``), ``depth.pth`` (its decoder, convolutions numbered ``decoder.0`` ...
 ``decoder.13``), and for models trained with a separate pose network ``pose_encoder.pth`` (a
 ResNet taking 2 stacked frames) and ``pose.pth`` (its decoder, ``net.0`` ... ``net.3``). The
-architecture is ours (networks.py), so the import only renames and checks tensors.
+architecture is ours (the networks package), so the import only renames and checks tensors.
 
 The files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
 never code. Monodepth2's published weights carry Niantic's non-commercial licence, which the model

@@ -41,7 +41,7 @@ from .msgtypes import (
     POINT_CLOUD_TYPE,
     POINT_FIELD_TYPE,
 )
-from .onnx_backend import load_estimator
+from .inference import load_estimator
 from .pointcloud import POINT_FIELDS, POINT_STEP
 
 # Why a frame was skipped -> what the summary line calls it.
@@ -130,7 +130,7 @@ def infer_bag(
 ) -> InferSummary:
     """Run depth_node's per-frame computation over ``bag`` and write the outputs as a new bag ``out``.
 
-    ``config`` supplies min/max depth, depth_scale, points_stride, publish_points,
+    ``config`` supplies output_min/max_depth, depth_scale, points_stride, publish_points,
     publish_colored_depth and half_precision; ``namespace`` prefixes the output topics, as the
     launch file's namespace argument does (default: none). Raises InferBagError, BagError or
     ModelFileError.
@@ -286,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="", help="cuda, cuda:N or cpu (default: cuda when available, else cpu)")
     parser.add_argument(
         "--params", default=None,
-        help="depth_node parameter file (as config/depth.yaml) for min_depth, max_depth, depth_scale, "
-        "points_stride, publish_points, publish_colored_depth, half_precision (default: the node's defaults)",
+        help="depth_node parameter file (as config/depth.yaml) for output_min_depth, output_max_depth, "
+        "depth_scale, points_stride, publish_points, publish_colored_depth, half_precision (default: the node's "
+        "defaults)",
     )
     parser.add_argument("--storage", default="mcap", choices=STORAGES, help="output storage format (default: mcap)")
     parser.add_argument(
@@ -308,7 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = DepthNodeConfig()
     if args.params:
         try:
-            config = load_node_config(args.params)
+            config = load_node_config(args.params, warn=lambda text: print(
+                f"infer_bag: warning: --params {args.params}: {text}", file=sys.stderr))
         except FileNotFoundError:
             print(f"infer_bag: error: --params {args.params} does not exist", file=sys.stderr)
             return 2

@@ -20,7 +20,7 @@ from mono_depth_ros.frame_pipeline import FramePipeline
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import METADATA_KEY, ModelFileError, ModelMetadata, load_model_file, save_model_file
 from mono_depth_ros.networks import DepthNet
-from mono_depth_ros.onnx_backend import (
+from mono_depth_ros.inference import (
     EXPORT_INFO_KEY,
     OnnxDepthEstimator,
     OnnxModelError,

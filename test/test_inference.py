@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mono_depth_ros import inference
 from mono_depth_ros.geometry import disparity_to_depth
-from mono_depth_ros.inference import DepthEstimator, resolve_device
+from mono_depth_ros.inference import DepthEstimator, onednn, resolve_device
 from mono_depth_ros.model_file import LoadedModel, ModelMetadata
 from mono_depth_ros.networks import DepthNet
 
@@ -37,7 +36,7 @@ def _model(num_layers=18, width=128, height=64, seed=0, encoder="resnet", **meta
 def test_fast_cpu_path_matches_the_network(encoder, num_layers, width, height):
     model = _model(num_layers, width, height, encoder=encoder)
     estimator = DepthEstimator(model, torch.device("cpu"))
-    if not inference._onednn_available():
+    if not onednn.onednn_available():
         pytest.skip("this torch build has no oneDNN pointwise convolutions (plain network is used)")
     assert estimator._fast_net is not None
     image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(3))
@@ -53,7 +52,7 @@ def test_fast_path_failure_falls_back_to_the_plain_network(monkeypatch, encoder)
     def broken(*args, **kwargs):
         raise RuntimeError("no such oneDNN op")
 
-    monkeypatch.setattr(inference, "_OneDnnDepthNet", broken)
+    monkeypatch.setattr(onednn, "OneDnnDepthNet", broken)  # build_fast_net looks it up there
     model = _model(encoder=encoder)
     estimator = DepthEstimator(model, torch.device("cpu"))
     assert estimator._fast_net is None
@@ -90,6 +89,24 @@ def test_predict_returns_depth_at_image_size_within_model_range():
     assert np.isfinite(depth).all() and depth.min() >= 0.1 - 1e-6 and depth.max() <= 100.0 + 1e-3
     np.testing.assert_allclose(estimator.predict(rgb, extra_scale=3.0), 3.0 * depth, rtol=1e-5)
     assert set(estimator.times.as_dict()) == {"preprocess", "forward", "upsample"}
+
+
+def test_run_returns_the_depth_with_the_network_input_it_came_from():
+    estimator = DepthEstimator(_model(), torch.device("cpu"))
+    rgb = np.random.default_rng(2).integers(0, 255, (70, 150, 3), dtype=np.uint8)
+    prediction = estimator.run(rgb, extra_scale=2.0)
+    assert prediction.times is estimator.times
+    assert torch.equal(prediction.network_input, estimator.preprocess(rgb))  # what the node's odometry reuses
+    np.testing.assert_array_equal(prediction.depth, estimator.predict(rgb, extra_scale=2.0))
+
+
+def test_the_backend_interface_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, mono_depth_ros.inference.backend; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 def test_efficientnet_batch_norms_are_folded_and_the_model_is_untouched():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import torchvision
 
 from mono_depth_ros import networks
+from mono_depth_ros.networks import efficientnet_lite0
 from mono_depth_ros.networks import (
     FRAME_DIFFERENCE_SHARE,
     DepthNet,
@@ -266,13 +267,13 @@ def test_lite0_refuses_a_weights_file_with_keys_it_does_not_use(tmp_path, monkey
                                 ("reshaped", reshaped, r"of another shape: _conv_stem.weight \(32, 3, 5, 5\) vs \(32, 3, 3, 3\)")]:
         path = tmp_path / f"{name}.pth"
         torch.save(state, path)
-        monkeypatch.setattr(networks, "efficientnet_lite0_weights_path", lambda path=path: str(path))
+        monkeypatch.setattr(efficientnet_lite0, "efficientnet_lite0_weights_path", lambda path=path: str(path))
         with pytest.raises(PretrainedWeightsUnavailable, match=reason) as caught:
             EfficientNetLite0Encoder(pretrained=True)
         assert str(path) in str(caught.value) and "pretrained: false" in str(caught.value)
     path = tmp_path / "garbage.pth"
     path.write_bytes(b"not a torch file")
-    monkeypatch.setattr(networks, "efficientnet_lite0_weights_path", lambda: str(path))
+    monkeypatch.setattr(efficientnet_lite0, "efficientnet_lite0_weights_path", lambda: str(path))
     with pytest.raises(PretrainedWeightsUnavailable, match="could not load EfficientNet-Lite0 ImageNet weights"):
         EfficientNetLite0Encoder(pretrained=True)
 

@@ -24,7 +24,7 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters, SetParametersAtomically  # noqa: E402,E501
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -139,6 +139,12 @@ def _parameter_text(value) -> str:
     if isinstance(value, float):
         return f"{value:.9f}"  # never scientific notation, which the YAML parser reads as a string
     return str(value)
+
+
+def _parameter_msg(name: str, value):
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+
+    return ParameterMsg(name=name, value=value)
 
 
 class NodeProcess:
@@ -343,6 +349,33 @@ class RunningNode:
         if not self.ros.spin_until(future.done, timeout):
             self.fail("set_parameters did not answer")
         return list(future.result().results)
+
+    def _call(self, kind, service: str, request, timeout: float = 20.0):
+        client = self.ros.node.create_client(kind, f"{self.node_name}/{service}")
+        try:
+            if not self.ros.spin_until(client.service_is_ready, timeout):
+                self.fail(f"{service} service not available")
+            future = client.call_async(request)
+            if not self.ros.spin_until(future.done, timeout):
+                self.fail(f"{service} did not answer")
+            return future.result()
+        finally:
+            self.ros.node.destroy_client(client)
+
+    def get_parameters(self, names: Sequence[str]) -> Dict[str, object]:
+        """{name: value} through the node's get_parameters service (None for a parameter not set)."""
+        values = self._call(GetParameters, "get_parameters", GetParameters.Request(names=list(names))).values
+        return {name: Parameter.from_parameter_msg(_parameter_msg(name, value)).value for name, value in zip(names, values)}
+
+    def set_parameters_atomically(self, values: Dict[str, object]):
+        """All or none, through the node's set_parameters_atomically service -> one SetParametersResult."""
+        request = SetParametersAtomically.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        return self._call(SetParametersAtomically, "set_parameters_atomically", request).result
+
+    def describe_parameters(self, names: Sequence[str]) -> list:
+        return list(self._call(DescribeParameters, "describe_parameters",
+                               DescribeParameters.Request(names=list(names))).descriptors)
 
     def close(self, sig: int = signal.SIGINT) -> Optional[int]:
         code = self.process.stop(sig)
@@ -945,6 +978,51 @@ def test_invalid_parameter_change_is_refused_naming_the_parameter(param_node, va
     assert outputs["points"].height == 96
 
 
+def test_old_clip_names_at_startup_warn_once_and_show_under_the_new_names(main_node, main_range):
+    output = main_node.process.output()
+    for old, new in (("min_depth", "output_min_depth"), ("max_depth", "output_max_depth")):
+        assert output.count(f"parameter '{old}' is deprecated: it is now '{new}'") == 1, output
+    values = main_node.get_parameters(["output_min_depth", "output_max_depth", "min_depth", "max_depth"])
+    assert values["output_min_depth"] == pytest.approx(main_range[0])
+    assert values["output_max_depth"] == pytest.approx(main_range[1])
+    assert values["min_depth"] == pytest.approx(main_range[0])
+
+
+def test_old_clip_name_at_run_time_sets_the_new_one_with_one_warning(param_node):
+    try:
+        for value in (30.0, 20.0):
+            results = param_node.set_parameters({"max_depth": value})
+            assert results[0].successful, results[0].reason
+            # The node brings the new name to the same value just after the change.
+            assert param_node.ros.spin_until(
+                lambda: param_node.get_parameters(["output_max_depth"])["output_max_depth"] == value, 10.0)
+        image, info = _frame()
+        depth = depth_array(param_node.exchange(image, info, ("depth",))["depth"])
+        assert np.all(depth[np.isfinite(depth)] <= 20.0)
+        assert param_node.process.output().count("parameter 'max_depth' is deprecated") == 1
+        # Old and new name with different values in one atomic change: refused, naming both.
+        result = param_node.set_parameters_atomically({"max_depth": 25.0, "output_max_depth": 35.0})
+        assert not result.successful and "set only 'output_max_depth'" in result.reason
+        # A change under the new name carries over to the old one, which the user set.
+        assert param_node.set_parameters({"output_max_depth": 50.0})[0].successful
+        assert param_node.ros.spin_until(
+            lambda: param_node.get_parameters(["max_depth"])["max_depth"] == 50.0, 10.0)
+    finally:
+        param_node.set_parameters({"output_max_depth": 80.0})
+
+
+def test_descriptors_carry_description_read_only_flag_and_range(param_node):
+    stride, model_path, clip, old = param_node.describe_parameters(
+        ["points_stride", "model_path", "output_min_depth", "min_depth"])
+    assert [(r.from_value, r.to_value) for r in stride.integer_range] == [(1, 64)]
+    assert stride.additional_constraints == "[1, 64]" and not stride.read_only
+    assert model_path.read_only and "Model file to run" in model_path.description
+    assert "output clip" in clip.description and clip.additional_constraints == "> 0, < output_max_depth"
+    assert "old name of output_min_depth" in old.description
+    results = param_node.set_parameters({"points_stride": 65})
+    assert not results[0].successful and "points_stride" in results[0].reason
+
+
 # ---- startup ----------------------------------------------------------------------------------
 # name -> (parameters, texts the output must contain); "{missing}" stands for a path that does not exist.
 STARTUP_ERRORS = {
@@ -952,6 +1030,9 @@ STARTUP_ERRORS = {
     "bad_device": ({"device": "gpu"}, ["parameter 'device'", "'gpu'"]),
     "zero_stride": ({"points_stride": 0}, ["parameter 'points_stride'", "got 0"]),
     "text_for_number": ({"min_depth": "near"}, ["parameter 'min_depth' must be a number"]),
+    "old_and_new_clip_names_disagree": (
+        {"max_depth": 30.0, "output_max_depth": 40.0},
+        ["'max_depth' (30.0) and 'output_max_depth' (40.0) are both set", "set only 'output_max_depth'"]),
     "bad_qos_override": (
         {"qos_overrides./dds_startup_bad_qos_override/image.subscription.reliability": "bogus"},
         ["qos_overrides", "reliability", "bogus"],

@@ -48,7 +48,7 @@ def test_node_runs_an_onnx_model_as_it_runs_the_safetensors_one(onnx_model, smal
     depth = dds.check_depth_message(outputs["depth"], image)
     pytorch = DepthEstimator(load_model_file(small_model_path), torch.device("cpu"))
     expected = pytorch.predict(np.ascontiguousarray(bgr[:, :, ::-1]), extra_scale=1.5)
-    # Node defaults: min_depth 0.1, max_depth 80; the pixels inside that range must match the PyTorch backend.
+    # Node defaults: output_min_depth 0.1, output_max_depth 80; the pixels inside that range must match the PyTorch backend.
     inside = (expected > 0.1 * 1.001) & (expected < 80.0 * 0.999)
     assert inside.mean() > 0.5
     np.testing.assert_allclose(depth[inside], expected[inside], rtol=1e-4)

@@ -1,5 +1,5 @@
-"""The README is a short front door whose links all work; the node's parameter table (docs/node.md)
-documents every node parameter with its real default."""
+"""The README is a short front door whose links all work; the node's parameter table (docs/node.md,
+generated from mono_depth_ros/config.py) documents every node parameter with its real default."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mono_depth_ros.config import NODE_PARAMETER_DOCS, DepthNodeConfig
+from mono_depth_ros.config import PARAMETERS, DepthNodeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -43,11 +43,11 @@ def test_parameter_table_matches_config():
     for name in fields:
         value = getattr(defaults, name)
         expected = str(value).lower() if isinstance(value, bool) else json.dumps(value)
-        _, kind, default, runtime, _ = rows[name]
+        _, kind, default, allowed, runtime, _ = rows[name]
         assert default == f"`{expected}`", name
         assert kind == type(value).__name__, name
-        read_only = NODE_PARAMETER_DOCS[name][0]
-        assert runtime.startswith("no") == read_only, name
+        assert allowed == PARAMETERS[name].range_text(), name
+        assert runtime.startswith("no") == PARAMETERS[name].read_only, name
 
 
 def test_first_screen_has_the_two_commands():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import mono_depth_ros.networks as networks
+from mono_depth_ros.networks import encoders
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.simulation import render_recording
 from training.config import ConfigError, TrainConfig, apply_overrides
@@ -271,9 +272,9 @@ def test_offline_pretrained_weights_fall_back_to_random_initialisation(recording
     def unavailable(num_layers, pretrained):
         if pretrained:
             raise networks.PretrainedWeightsUnavailable("no network")
-        return networks.torchvision.models.resnet18(weights=None)
+        return encoders.torchvision.models.resnet18(weights=None)
 
-    monkeypatch.setattr(networks, "_build_resnet", unavailable)
+    monkeypatch.setattr(encoders, "_build_resnet", unavailable)  # where ResnetEncoder looks it up
     messages = []
     train_ds, val_ds = make_datasets(recording)
     config = tiny_config("stereo", **{"model.encoder": "resnet", "model.pretrained": "true", "optim.max_steps": 1})

@@ -52,7 +52,7 @@ def resolve_config(args: argparse.Namespace):
     if args.resume and args.config is None:
         checkpoint = resume_checkpoint(args.out)
         try:
-            base = config_from_dict(checkpoint["config"])
+            base = config_from_dict(checkpoint["config"], warn_renamed=False)
         except ConfigError as error:
             raise ConfigError(f"the checkpoint's saved config is not valid for this version: {error}") from error
         return load_config(None, overrides, base=base)

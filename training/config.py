@@ -21,12 +21,14 @@ import math
 import os
 import re
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from mono_depth_ros.devices import parse_device
 from mono_depth_ros.networks import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS
 
 from .data import DataConfig
@@ -107,8 +109,10 @@ class LossConfig:
 @dataclass
 class ValConfig:
     enabled: bool = True  # validate after every epoch
-    min_depth: float = 1e-3  # ground truth outside (min, max) is ignored; predictions are clamped to it
-    max_depth: float = 80.0  # the usual 80 m cap of KITTI evaluations
+    # The evaluation range (not the network's model.min_depth / max_depth): ground truth outside
+    # (min_gt_depth, max_gt_depth) is ignored and predictions are clamped to it. Were val.min_depth / max_depth.
+    min_gt_depth: float = 1e-3
+    max_gt_depth: float = 80.0  # the usual 80 m cap of KITTI evaluations
     max_batches: int = 0  # 0 = the whole validation split
 
 
@@ -131,6 +135,39 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     val: ValConfig = field(default_factory=ValConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+
+# Old key -> current key. Old keys are still read (YAML files, overrides, saved configs), with a
+# deprecation warning for the ones a user wrote.
+RENAMED_KEYS = {"val.min_depth": "val.min_gt_depth", "val.max_depth": "val.max_gt_depth"}
+
+
+def _deprecation(old: str) -> str:
+    return (f"config key '{old}' is deprecated: it is now '{RENAMED_KEYS[old]}' (the evaluation range of the "
+            "depth metrics, not the network's model.min_depth / model.max_depth); rename it")
+
+
+def _warn_renamed(old_keys: Sequence[str]) -> None:
+    for old in old_keys:
+        warnings.warn(_deprecation(old), FutureWarning, stacklevel=3)
+
+
+def _current_keys(raw: Dict[str, Any], where: str, renamed: List[str]) -> Dict[str, Any]:
+    """Section ``where``'s mapping with old key names replaced by the current ones (appended to
+    ``renamed``); an old and a current key with different values is a ConfigError."""
+    result = dict(raw)
+    for old_path, new_path in RENAMED_KEYS.items():
+        section, _, old = old_path.rpartition(".")
+        new = new_path.rpartition(".")[2]
+        if where != f"{section}." or old not in raw:
+            continue
+        value = result.pop(old)
+        if new in result and result[new] != value:
+            raise ConfigError(f"{old_path} ({value!r}) and {new_path} ({result[new]!r}) are both set: "
+                              f"{old_path} is the old name of {new_path}; set only {new_path}")
+        result[new] = value
+        renamed.append(old_path)
+    return result
 
 
 # --------------------------------------------------------------------------- type checking
@@ -216,9 +253,12 @@ def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key '{where}{key}'.{hint} Known keys here: {', '.join(known)}")
 
 
-def _from_dict(cls, raw: Dict[str, Any], where: str = "", base=None):
-    """Build dataclass ``cls`` from a (possibly partial) mapping over ``base`` (default: defaults)."""
+def _from_dict(cls, raw: Dict[str, Any], where: str = "", base=None, renamed: Optional[List[str]] = None):
+    """Build dataclass ``cls`` from a (possibly partial) mapping over ``base`` (default: defaults).
+
+    Old key names (RENAMED_KEYS) are read as the current ones and appended to ``renamed``."""
     base = base if base is not None else cls()
+    raw = _current_keys(raw, where, renamed if renamed is not None else [])
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values = {}
@@ -229,7 +269,7 @@ def _from_dict(cls, raw: Dict[str, Any], where: str = "", base=None):
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}{key} must be a section (a mapping of keys), got {value!r}")
-            values[key] = _from_dict(hint, value, f"{where}{key}.", getattr(base, key))
+            values[key] = _from_dict(hint, value, f"{where}{key}.", getattr(base, key), renamed)
         else:
             values[key] = _check(value, hint, f"{where}{key}")
     return dataclasses.replace(base, **values)
@@ -243,13 +283,20 @@ def config_to_dict(config: TrainConfig) -> Dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(raw: Dict[str, Any], base: Optional[TrainConfig] = None) -> TrainConfig:
-    """TrainConfig from a nested mapping (partial mappings keep ``base``'s other values)."""
+def config_from_dict(raw: Dict[str, Any], base: Optional[TrainConfig] = None,
+                     warn_renamed: bool = True) -> TrainConfig:
+    """TrainConfig from a nested mapping (partial mappings keep ``base``'s other values).
+
+    Old key names are accepted, with a FutureWarning each unless ``warn_renamed`` is false (a
+    checkpoint's saved config: the user did not write it)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"a training config must be a mapping of sections, got {type(raw).__name__}")
-    config = _from_dict(TrainConfig, raw, "", base)
+    renamed: List[str] = []
+    config = _from_dict(TrainConfig, raw, "", base, renamed)
+    if warn_renamed:
+        _warn_renamed(renamed)
     validate_config(config)
     return config
 
@@ -266,10 +313,19 @@ def parse_override(text: str) -> tuple:
 
 
 def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
-    """Apply 'section.key=value' overrides; values are YAML scalars/lists, type-checked."""
+    """Apply 'section.key=value' overrides; values are YAML scalars/lists, type-checked.
+
+    An old key name (RENAMED_KEYS) sets the current key, with a FutureWarning; giving it and the
+    current key different values is a ConfigError."""
     raw = config_to_dict(config)
+    given: Dict[str, tuple] = {}  # current key -> (as written, value)
+    renamed: List[str] = []
     for text in overrides:
         keys, value_text = parse_override(text)
+        written = ".".join(keys)
+        if written in RENAMED_KEYS:
+            keys = RENAMED_KEYS[written].split(".")
+            renamed.append(written)
         node: Any = TrainConfig
         target = raw
         for depth, key in enumerate(keys):
@@ -284,10 +340,19 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
             if depth == len(keys) - 1:
                 if dataclasses.is_dataclass(hint):
                     raise ConfigError(f"override '{text}': '{'.'.join(keys)}' is a section; set one of its keys")
-                target[key] = _parse_value(value_text, hint, text)
+                value = _parse_value(value_text, hint, text)
+                current = ".".join(keys)
+                if current in given and given[current][0] != written and given[current][1] != value:
+                    old = written if written in RENAMED_KEYS else given[current][0]
+                    raise ConfigError(
+                        f"overrides {given[current][0]}={given[current][1]!r} and {written}={value!r} set the same "
+                        f"key ({old} is the old name of {current}): set only {current}")
+                given[current] = (written, value)
+                target[key] = value
             else:
                 node = hint
                 target = target[key]
+    _warn_renamed(renamed)
     return config_from_dict(raw)
 
 
@@ -347,6 +412,15 @@ def save_config(config: TrainConfig, path) -> Path:
     return path
 
 
+def _device_is_valid(device: str) -> bool:
+    """'' (automatic), 'cpu', 'cuda' or 'cuda:N', as mono_depth_ros.devices parses them."""
+    try:
+        parse_device(device)
+    except (ValueError, AttributeError):  # AttributeError: not a string
+        return False
+    return True
+
+
 def validate_config(config: TrainConfig) -> None:
     """Cross-field checks; raise ConfigError naming every problem found."""
     problems: List[str] = []
@@ -357,7 +431,7 @@ def validate_config(config: TrainConfig) -> None:
 
     need(config.mode in MODES, f"mode is '{config.mode}'; choose one of {', '.join(MODES)}")
     need(
-        config.device == "" or config.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", config.device) is not None,
+        _device_is_valid(config.device),
         f"device is '{config.device}'; use '' (automatic), 'cpu', 'cuda' or 'cuda:N'",
     )
     model = config.model
@@ -399,7 +473,8 @@ def validate_config(config: TrainConfig) -> None:
     for name in ("smoothness", "lr_consistency", "velocity_weight"):
         need(getattr(loss, name) >= 0, f"loss.{name} is {getattr(loss, name)}; must be >= 0")
     val = config.val
-    need(0 < val.min_depth < val.max_depth, f"val depth range [{val.min_depth}, {val.max_depth}] needs 0 < min < max")
+    need(0 < val.min_gt_depth < val.max_gt_depth,
+         f"val depth range [{val.min_gt_depth}, {val.max_gt_depth}] (val.min_gt_depth, val.max_gt_depth) needs 0 < min < max")
     need(val.max_batches >= 0, f"val.max_batches is {val.max_batches}; must be >= 0")
     log = config.log
     need(log.log_every >= 1, f"log.log_every is {log.log_every}; must be >= 1")

@@ -324,7 +324,8 @@ def evaluate_frames(frames: List[Dict], K: np.ndarray, camera_height_m: float, m
         gt, prediction = frame["gt"], frame["prediction"]
         if prediction.shape != gt.shape:
             raise DemoError(f"node depth {prediction.shape} and ground truth {gt.shape} differ in size")
-        # REP 118's -inf (closer than min_depth) and +inf (farther than max_depth) become the range limits.
+        # REP 118's -inf (closer than the node's output_min_depth) and +inf (farther than its output_max_depth)
+        # become the range limits.
         prediction = np.nan_to_num(prediction, nan=max_depth, posinf=max_depth, neginf=1e-3)
         evaluations["depth_node"].add(gt, prediction)
         evaluations["constant"].add(gt, constant)

@@ -243,7 +243,7 @@ def evaluate_bag(
         select_depth_topic,
     )
     from mono_depth_ros.frame_pipeline import camera_info_intrinsics
-    from mono_depth_ros.inference import auto_device
+    from mono_depth_ros.devices import auto_device
     from mono_depth_ros.model_file import load_model_file
 
     baselines = list(dict.fromkeys(baselines))

@@ -44,6 +44,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from mono_depth_ros.devices import DeviceUnavailableError, parse_device, torch_device
 from mono_depth_ros.geometry import DisparityRange, invert_transform, pose_vector_to_matrix
 from mono_depth_ros.memory import keep_freed_memory_in_process
 from mono_depth_ros.model_file import ModelMetadata, save_model_file
@@ -136,18 +137,15 @@ def setup_distributed(device: torch.device) -> DistributedContext:
 
 def select_device(config: TrainConfig) -> torch.device:
     """config.device, or CUDA when available; under torchrun each process takes cuda:LOCAL_RANK."""
-    wanted = config.device
-    if wanted == "":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device is '{config.device}' but CUDA is not available; use device=cpu")
-        if wanted == "cuda":
-            wanted = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        device = torch.device(wanted)
+    try:  # the trainer never falls back: a run on the wrong device wastes hours
+        device, _ = torch_device(parse_device(config.device), missing_cuda="raise")
+    except (ValueError, DeviceUnavailableError) as error:
+        raise ConfigError(str(error)) from error
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         torch.cuda.set_device(device)
-        return device
-    return torch.device("cpu")
+    return device
 
 
 # --------------------------------------------------------------------------- CPU performance
@@ -1209,8 +1207,8 @@ class Trainer:
                         for values in batch_depth_metrics(
                             batch["depth_gt"][keep].float(),
                             output.depth[keep].float(),
-                            min_depth=self.config.val.min_depth,
-                            max_depth=self.config.val.max_depth,
+                            min_depth=self.config.val.min_gt_depth,
+                            max_depth=self.config.val.max_gt_depth,
                             median_scaling=not metric,
                         ):
                             depth_metrics.add(values)

@@ -1,23 +1,23 @@
-"""Run .onnx models (written by export_onnx) through onnxruntime, and pick the backend by file name.
+"""Run .onnx models (written by export_onnx) through onnxruntime.
 
-:class:`OnnxDepthEstimator` has DepthEstimator's interface (predict, preprocess, disparity,
-disparity_to_metric_depth, input_size, metadata, half, times), so FramePipeline, depth_node and
-infer_bag run either. :func:`load_estimator` chooses: a ``.onnx`` file runs through onnxruntime,
-anything else is a ``.safetensors`` model file run by PyTorch. onnxruntime is imported only
-when an .onnx file is loaded, so the package works without it.
+:class:`OnnxDepthEstimator` is a :class:`~.backend.DepthBackend`, as DepthEstimator is, so
+FramePipeline, depth_node and infer_bag run either (:func:`~.loading.load_estimator` picks one by
+the file name). onnxruntime is imported only when an .onnx file is loaded, so the package works
+without it. This module's own code does not need torch (the metadata's home, model_file, still
+imports it; so does :func:`default_threads`).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .geometry.disparity import DisparityRange, depth_from_scaled_disparity
-from .inference import StageTimes, resize_to_network_input
-from .model_file import METADATA_KEY, ModelFileError, ModelMetadata
+from ..devices import onnx_providers, parse_device
+from ..geometry.disparity import DisparityRange, depth_from_scaled_disparity
+from ..model_file import METADATA_KEY, ModelFileError, ModelMetadata
+from .backend import Prediction, StageTimes, resize_to_network_input
 
 ONNX_SUFFIX = ".onnx"
 INPUT_NAME = "image"  # (B, 3, H, W) float32 RGB in [0, 1]
@@ -55,34 +55,6 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _select_providers(ort, requested: str) -> Tuple[List[object], str, Optional[str]]:
-    """device parameter -> (onnxruntime providers, device label, warning or None).
-
-    '' means CUDA when onnxruntime has it, else the CPU (infer_bag's default).
-    """
-    text = requested.strip().lower()
-    available = ort.get_available_providers()
-    if text == "cpu":
-        return ["CPUExecutionProvider"], "cpu", None
-    if text and text != "cuda" and not text.startswith("cuda:"):
-        raise ValueError(f"device '{requested}' is not understood; use 'cuda', 'cuda:N' or 'cpu'")
-    index = 0
-    if text.startswith("cuda:"):
-        try:
-            index = int(text[len("cuda:"):])
-        except ValueError as error:
-            raise ValueError(f"device '{requested}' is not a valid device ({error})") from error
-    if "CUDAExecutionProvider" in available:
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], f"cuda:{index}", None
-    if not text:
-        return ["CPUExecutionProvider"], "cpu", None
-    return ["CPUExecutionProvider"], "cpu", (
-        f"device '{requested}' requested but onnxruntime {ort.__version__} has no CUDAExecutionProvider "
-        f"(available: {', '.join(available)}); running on the CPU. Install onnxruntime-gpu for CUDA, or set "
-        "device:=cpu to silence this warning."
-    )
-
-
 def default_threads() -> int:
     """As many intra-op threads as PyTorch uses (it honours OMP_NUM_THREADS), so both backends compare."""
     import torch
@@ -93,7 +65,7 @@ def default_threads() -> int:
 class OnnxDepthEstimator:
     """Runs an exported .onnx depth network and returns metric depth at the image's resolution.
 
-    Same contract as inference.DepthEstimator: depth in metres = network depth * the model's
+    Same contract as DepthEstimator (a DepthBackend): depth in metres = network depth * the model's
     depth_scale * ``extra_scale``; the network sees the whole image resized to the model's input.
     """
 
@@ -108,7 +80,8 @@ class OnnxDepthEstimator:
             raise OnnxModelError(f"model file {self.path} does not exist. {HOW_TO_EXPORT}.")
         if self.path.is_dir():
             raise OnnxModelError(f"model path {self.path} is a directory; give the .onnx file inside it")
-        providers, self.device, warning = _select_providers(ort, device)
+        providers, self.device, warning = onnx_providers(parse_device(device), ort.get_available_providers(),
+                                                          ort.__version__)
         self.warnings: List[str] = [warning] if warning else []
         if half:
             self.warnings.append(
@@ -166,8 +139,9 @@ class OnnxDepthEstimator:
         scaled = self._disparity_range.sigmoid_to_scaled(np.asarray(disparity, dtype=np.float32)[0, 0])
         return depth_from_scaled_disparity(scaled, height, width, self.metadata.depth_scale * extra_scale)
 
-    def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""
+    def run(self, rgb: np.ndarray, extra_scale: float = 1.0) -> Prediction:
+        """(H, W, 3) uint8 RGB -> Prediction: depth (H, W) float32 in metres (or model units if not
+        metric) and the network input."""
         start = time.perf_counter()
         image = self.preprocess(rgb)
         after_pre = time.perf_counter()
@@ -176,7 +150,11 @@ class OnnxDepthEstimator:
         depth = self.disparity_to_metric_depth(disparity, rgb.shape[0], rgb.shape[1], extra_scale)
         end = time.perf_counter()
         self.times = StageTimes(after_pre - start, after_forward - after_pre, end - after_forward)
-        return depth
+        return Prediction(depth, image, self.times)
+
+    def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""
+        return self.run(rgb, extra_scale).depth
 
 
 def _session_metadata(session, path: Path) -> ModelMetadata:
@@ -211,53 +189,3 @@ def _check_signature(session, metadata: ModelMetadata, path: Path) -> Tuple[str,
 def read_onnx_metadata(path) -> ModelMetadata:
     """The mono_depth_ros metadata stored in an .onnx file (needs onnxruntime; loads the model)."""
     return OnnxDepthEstimator(path, "cpu", threads=1).metadata
-
-
-# ---- backend choice ------------------------------------------------------------------------------
-@dataclass
-class LoadedEstimator:
-    """An estimator ready to run, and what to tell the user about it."""
-
-    estimator: object  # inference.DepthEstimator or OnnxDepthEstimator
-    metadata: ModelMetadata
-    path: Path
-    backend: str  # "PyTorch" or "onnxruntime (CPUExecutionProvider)", ...
-    device: str  # where the network runs: "cpu", "cuda:0"
-    warnings: List[str] = field(default_factory=list)
-    model: Optional[object] = None  # the model_file.LoadedModel of a .safetensors file (its pose_net too); None for .onnx
-
-
-def load_estimator(path: Union[str, Path], device: str = "cuda", half: bool = False,
-                   threads: Optional[int] = None) -> LoadedEstimator:
-    """Load a model file for inference, choosing the backend by its extension.
-
-    ``.onnx``: onnxruntime (CUDAExecutionProvider when ``device`` asks for CUDA and onnxruntime
-    has it, else the CPU); anything else: a ``.safetensors`` model file run by PyTorch.
-    ``device``: 'cuda', 'cuda:N', 'cpu', or '' for CUDA when available. Raises ModelFileError
-    (with what to do) for missing or bad files, ValueError for a device it does not understand.
-    ``threads`` sets onnxruntime's thread count (PyTorch's is process-wide: torch.set_num_threads).
-    """
-    path = Path(path)
-    if is_onnx_path(path):
-        onnx_estimator = OnnxDepthEstimator(path, device, half, threads)
-        return LoadedEstimator(onnx_estimator, onnx_estimator.metadata, path, onnx_estimator.backend,
-                               onnx_estimator.device, list(onnx_estimator.warnings))
-    import torch
-
-    from .inference import DepthEstimator, resolve_device
-    from .model_file import load_model_file
-
-    if device.strip():
-        torch_device, warning = resolve_device(device)
-    else:
-        torch_device, warning = torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
-    model = load_model_file(path, device="cpu")
-    estimator = DepthEstimator(model, torch_device, half=half)
-    return LoadedEstimator(estimator, model.metadata, model.path, "PyTorch", str(torch_device),
-                           [warning] if warning else [], model)
-
-
-def describe(loaded: LoadedEstimator) -> str:
-    """'PyTorch on cpu', 'onnxruntime (CUDAExecutionProvider) on cuda:0' (+ ' in float16')."""
-    half = getattr(loaded.estimator, "half", False)
-    return f"{loaded.backend} on {loaded.device}" + (" in float16" if half else "")

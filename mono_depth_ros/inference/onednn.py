@@ -1,82 +1,34 @@
-"""Image -> metric depth, the code path shared by the node and offline tools (no ROS import)."""
+"""The fast CPU forward: a hand-written oneDNN twin of DepthNet, used by DepthEstimator on the CPU.
+
+It runs on private PyTorch operators (``torch.ops.mkldnn._convolution_pointwise``,
+``torch._C._nn.mkldnn_reorder_conv2d_weight``); :func:`build_fast_net` checks it against the network
+once and returns None (the plain network runs) when the operators are missing or disagree.
+"""
 from __future__ import annotations
 
-import copy
 import logging
-import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
-import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .geometry.disparity import DisparityRange, depth_from_scaled_disparity
-from .memory import keep_freed_memory_in_process  # noqa: F401  (re-exported for the node and benchmarks)
-from .model_file import LoadedModel
+from ..networks import (
+    EFFICIENTNET_LITE_MEAN,
+    EFFICIENTNET_LITE_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE0_FEATURE_BLOCKS,
+    EfficientNetLite0Encoder,
+    ResnetEncoder,
+)
+from ..networks.layers import elu_negative_part
 
-_LOG = logging.getLogger(__name__)
+_LOG = logging.getLogger("mono_depth_ros.inference")  # one logger for the inference package
 
-
-def resolve_device(requested: str) -> Tuple[torch.device, Optional[str]]:
-    """Turn the ``device`` parameter into a torch device.
-
-    -> (device, warning or None). 'cuda' / 'cuda:N' fall back to the CPU with a warning
-    when CUDA is unavailable; anything else that is not 'cpu' raises ValueError.
-    """
-    text = requested.strip().lower()
-    if text == "cpu":
-        return torch.device("cpu"), None
-    if text == "cuda" or text.startswith("cuda:"):
-        try:
-            device = torch.device(text)
-        except RuntimeError as error:
-            raise ValueError(f"device '{requested}' is not a valid device ({error})") from error
-        if not torch.cuda.is_available():
-            return torch.device("cpu"), (
-                f"device '{requested}' requested but CUDA is not available "
-                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); running on the CPU, "
-                "which is much slower. Set device:=cpu to silence this warning."
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            return torch.device("cuda:0"), (
-                f"device '{requested}' does not exist ({torch.cuda.device_count()} GPU(s)); using cuda:0"
-            )
-        return device, None
-    raise ValueError(f"device '{requested}' is not understood; use 'cuda', 'cuda:N' or 'cpu'")
-
-
-def auto_device(requested: str) -> Tuple[torch.device, Optional[str]]:
-    """'' -> CUDA when available, else the CPU (no warning); otherwise as the node: -> (device, warning)."""
-    if not requested.strip():
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
-    return resolve_device(requested)
-
-
-def _fold_batch_norms(module: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that directly follows a Conv2d (ResNet blocks, EfficientNet's ConvBN) into
-    that conv (eval only)."""
-    for name, child in module.named_children():
-        _fold_batch_norms(child)
-    pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv", "bn")]
-    for conv_name, bn_name in pairs:
-        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
-            setattr(module, bn_name, nn.Identity())
-    downsample = getattr(module, "downsample", None)
-    if isinstance(downsample, nn.Sequential) and len(downsample) == 2 and isinstance(downsample[1], nn.BatchNorm2d):
-        module.downsample = nn.Sequential(fuse_conv_bn_eval(downsample[0], downsample[1]))
-    return module
-
-
-# ---- fast CPU forward (oneDNN) ---------------------------------------------------------------
 # On the CPU the plain network loses much time outside the convolutions' arithmetic: oneDNN
 # re-lays-out every weight on every call; ReLU, residual sums, ELU and sigmoid are extra passes
 # over memory; the decoder materialises upsampling, concatenation and reflection padding as three
-# full copies; the 1-channel disparity convolution runs far below peak. _OneDnnDepthNet computes
+# full copies; the 1-channel disparity convolution runs far below peak. OneDnnDepthNet computes
 # the same function with weights laid out once, ReLU and sums fused into the convolutions,
 # padding written in place, a cheaper ELU, and two exact rewrites:
 # * a 3x3 convolution of a nearest-2x-upsampled map is, for each of the 4 output phases, a 2x2
@@ -84,10 +36,9 @@ def _fold_batch_norms(module: nn.Module) -> nn.Module:
 #   and neither the upsampled map nor the concatenation is ever built;
 # * the disparity head is one matrix product plus 9 shifted sums.
 
-_LOG2_E = 1.4426950408889634
 # Largest |fast - network| sigmoid disparity the start-up check accepts. Measured: < 2e-6 with
 # disparities spanning [0, 1]; a broken kernel would be off by far more than this margin.
-_FAST_NET_TOLERANCE = 1e-4
+FAST_NET_TOLERANCE = 1e-4
 # For an output row of the upsampled map's convolution (likewise columns): row 2i reads source
 # rows i-1 and i, weighted by kernel taps 0 and 1+2; row 2i+1 reads rows i and i+1, by taps 0+1
 # and 2. _PHASE_TAPS[parity] is that (2 source rows x 3 taps) selection.
@@ -98,7 +49,8 @@ _PHASE_TAPS = (
 _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
-def _onednn_available() -> bool:
+def onednn_available() -> bool:
+    """Whether this torch build has the oneDNN operators the twin runs on."""
     return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
@@ -167,8 +119,6 @@ class _PackedResnetEncoder:
     """ResnetEncoder with folded batch norms: image (N, 3, H, W) channels_last -> its 5 feature maps."""
 
     def __init__(self, encoder: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
-        from .networks import IMAGENET_MEAN, IMAGENET_STD
-
         self._mean, self._std = IMAGENET_MEAN, IMAGENET_STD
         resnet = encoder.resnet
         if not isinstance(resnet.bn1, nn.Identity):
@@ -219,10 +169,8 @@ class _PackedLite0Encoder:
     """EfficientNetLite0Encoder with folded batch norms, ReLU6 and residual sums fused into the convolutions."""
 
     def __init__(self, encoder: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
-        from .networks import _LITE0_FEATURE_BLOCKS, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
-
         self._mean, self._std = EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
-        self.feature_blocks = set(_LITE0_FEATURE_BLOCKS)
+        self.feature_blocks = set(LITE0_FEATURE_BLOCKS)
         self.stem = _PackedConvBN(encoder.stem, shapes)
         self.blocks = [
             (
@@ -246,19 +194,11 @@ class _PackedLite0Encoder:
 
 
 def _packed_encoder(encoder: nn.Module, shapes: Dict[nn.Module, Tuple[int, ...]]):
-    from .networks import EfficientNetLite0Encoder, ResnetEncoder
-
     if isinstance(encoder, ResnetEncoder):
         return _PackedResnetEncoder(encoder, shapes)
     if isinstance(encoder, EfficientNetLite0Encoder):
         return _PackedLite0Encoder(encoder, shapes)
     raise TypeError(f"no fast CPU path for {type(encoder).__name__}")
-
-
-def _elu_negative_part(x: torch.Tensor) -> torch.Tensor:
-    """exp(min(x, 0)) - 1, so that ELU(x) = max(x, this). exp2 is vectorised on the CPU and ~3x
-    cheaper than exp; scaling by log2(e) first changes the result by < 1e-6 for x > -20."""
-    return torch.clamp(x, max=0.0).mul_(_LOG2_E).exp2_().sub_(1.0)
 
 
 def _empty_padded(like: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
@@ -283,7 +223,7 @@ def _fill_border(padded: torch.Tensor, reflect: bool) -> torch.Tensor:
 def _elu_padded(x: torch.Tensor, reflect: bool) -> torch.Tensor:
     """ELU(x) (N, C, H, W), returned 1-pixel padded (reflect or replicate) in a new buffer."""
     padded = _empty_padded(x, x.shape[1], x.shape[2], x.shape[3])
-    torch.maximum(x, _elu_negative_part(x), out=padded[:, :, 1:-1, 1:-1])
+    torch.maximum(x, elu_negative_part(x), out=padded[:, :, 1:-1, 1:-1])
     return _fill_border(padded, reflect)
 
 
@@ -364,7 +304,7 @@ def _run_recording_conv_inputs(net: nn.Module, image: torch.Tensor):
             hook.remove()
 
 
-class _OneDnnDepthNet:
+class OneDnnDepthNet:
     """Inference-only CPU twin of a batch-norm-folded DepthNet (ResNet or EfficientNet-Lite0 encoder):
     the same outputs to ~1e-6.
 
@@ -416,127 +356,30 @@ class _OneDnnDepthNet:
         return outputs
 
 
-def resize_to_network_input(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (height, width, 3) uint8; INTER_AREA averages when shrinking (no aliasing)."""
-    if rgb.shape[1] != width or rgb.shape[0] != height:
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-    return rgb
 
+def build_fast_net(net: nn.Module, width: int, height: int) -> Optional[OneDnnDepthNet]:
+    """The oneDNN twin of ``net`` (batch norms folded, on the CPU) for (width, height) inputs, checked
+    against it once on a random image; None if unusable.
 
-@dataclass
-class StageTimes:
-    """Seconds spent in each stage of the last :meth:`DepthEstimator.predict`."""
-
-    preprocess: float = 0.0
-    forward: float = 0.0
-    upsample: float = 0.0
-
-    def as_dict(self) -> Dict[str, float]:
-        return {"preprocess": self.preprocess, "forward": self.forward, "upsample": self.upsample}
-
-
-class DepthEstimator:
-    """Runs a loaded model on RGB images and returns metric depth at the image's resolution.
-
-    Depth in metres = network depth * model depth_scale * ``extra_scale`` (for non-metric models,
-    the user's scale factor). The network sees the whole image resized to the model's input size.
+    The twin computes Monodepth2's decoder only: a network with sub-pixel upsampling, a semantic
+    branch or a stereo head runs as the plain PyTorch network.
     """
-
-    def __init__(self, model: LoadedModel, device: torch.device, half: bool = False):
-        self.metadata = model.metadata
-        self.device = torch.device(device)
-        self.half = bool(half) and self.device.type == "cuda"
-        net = copy.deepcopy(model.depth_net).eval()
-        net.encoder = _fold_batch_norms(net.encoder)
-        net = net.to(self.device, memory_format=torch.channels_last)
-        if self.half:
-            net = net.half()
-        self.net = net
-        self.dtype = torch.float16 if self.half else torch.float32
-        self._fast_net: Optional[_OneDnnDepthNet] = None
-        if self.device.type == "cpu":
-            # (The node process also calls keep_freed_memory_in_process(); a library class
-            # does not change process-wide malloc settings on its own.)
-            self._fast_net = self._build_fast_net()
-        self.times = StageTimes()
-        self.last_input: Optional[torch.Tensor] = None  # preprocess() output of the latest predict()
-        self._disparity_range = DisparityRange(self.metadata.min_depth, self.metadata.max_depth)
-
-    def _build_fast_net(self) -> Optional[_OneDnnDepthNet]:
-        """The oneDNN twin of self.net, checked against it once on a random image; None if unusable.
-
-        The twin computes Monodepth2's decoder only: a network with sub-pixel upsampling, a semantic
-        branch or a stereo head runs as the plain PyTorch network.
-        """
-        if not _onednn_available():
-            return None
-        if not getattr(self.net, "is_default_architecture", True):
-            _LOG.info("fast CPU path covers Monodepth2's decoder only; this model runs as the plain network")
-            return None
-        width, height = self.input_size
-        generator = torch.Generator().manual_seed(0)
-        image = torch.rand((1, 3, height, width), generator=generator).contiguous(memory_format=torch.channels_last)
-        try:
-            shapes, expected = _run_recording_conv_inputs(self.net, image)
-            fast = _OneDnnDepthNet(self.net, shapes)
-            with torch.inference_mode():
-                error = (fast(image, output_scales=(0,))[0] - expected).abs().max().item()
-        except Exception as failure:  # a torch without these oneDNN ops: the plain network still works
-            _LOG.warning("fast CPU path unavailable (%r); using the plain network", failure)
-            return None
-        if not error <= _FAST_NET_TOLERANCE:
-            _LOG.warning("fast CPU path differs from the network by %.2g; using the plain network", error)
-            return None
-        return fast
-
-    @property
-    def input_size(self) -> Tuple[int, int]:
-        """(width, height) the network runs at."""
-        return self.metadata.input_width, self.metadata.input_height
-
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 RGB -> (1, 3, h, w) in [0, 1], channels_last, on the device."""
-        rgb = resize_to_network_input(rgb, *self.input_size)
-        tensor = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
-        # HWC memory viewed as NCHW is already channels_last: no copy needed.
-        tensor = tensor.permute(2, 0, 1).unsqueeze(0)
-        return tensor.to(self.dtype).div_(255.0)
-
-    @torch.inference_mode()
-    def disparity(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, h, w) -> sigmoid disparity (1, 1, h, w) at the network's full resolution
-        (a stereo-head network's left-view channel)."""
-        # Below 64 px the coarsest feature map is too small to reflection-pad: the plain network says so.
-        if self._fast_net is not None and image.dtype == torch.float32 and min(image.shape[-2:]) >= 64:
-            return self._fast_net(image, output_scales=(0,))[0]
-        return self.net(image, output_scales=(0,))[0]
-
-    @torch.inference_mode()
-    def disparity_to_metric_depth(
-        self, disparity: torch.Tensor, height: int, width: int, extra_scale: float = 1.0
-    ) -> np.ndarray:
-        """Upsample disparity to (height, width) and convert -> (height, width) float32 metres.
-
-        disparity: (1, 1, h, w) sigmoid output (not modified).
-        """
-        # Interpolate in disparity (inverse depth), as Monodepth2 evaluates: depth edges stay sharp.
-        # The affine scaling commutes with interpolation, so it runs on the small map, and only that
-        # comes to the CPU. OpenCV's float bilinear resize equals F.interpolate(align_corners=False)
-        # to 1e-7 (F.interpolate's own float32 coordinates err by up to 4e-5) and is ~4x faster.
-        scaled = self._disparity_range.sigmoid_to_scaled(disparity[0, 0].float()).cpu().numpy()
-        return depth_from_scaled_disparity(scaled, height, width, self.metadata.depth_scale * extra_scale)
-
-    def predict(self, rgb: np.ndarray, extra_scale: float = 1.0) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> depth (H, W) float32 in metres (or model units if not metric)."""
-        start = time.perf_counter()
-        image = self.preprocess(rgb)
-        self.last_input = image  # the node's odometry feeds the same network input to the pose network
-        after_pre = time.perf_counter()
-        disparity = self.disparity(image)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        after_forward = time.perf_counter()
-        depth = self.disparity_to_metric_depth(disparity, rgb.shape[0], rgb.shape[1], extra_scale)
-        end = time.perf_counter()
-        self.times = StageTimes(after_pre - start, after_forward - after_pre, end - after_forward)
-        return depth
+    if not onednn_available():
+        return None
+    if not getattr(net, "is_default_architecture", True):
+        _LOG.info("fast CPU path covers Monodepth2's decoder only; this model runs as the plain network")
+        return None
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand((1, 3, height, width), generator=generator).contiguous(memory_format=torch.channels_last)
+    try:
+        shapes, expected = _run_recording_conv_inputs(net, image)
+        fast = OneDnnDepthNet(net, shapes)
+        with torch.inference_mode():
+            error = (fast(image, output_scales=(0,))[0] - expected).abs().max().item()
+    except Exception as failure:  # a torch without these oneDNN ops: the plain network still works
+        _LOG.warning("fast CPU path unavailable (%r); using the plain network", failure)
+        return None
+    if not error <= FAST_NET_TOLERANCE:
+        _LOG.warning("fast CPU path differs from the network by %.2g; using the plain network", error)
+        return None
+    return fast

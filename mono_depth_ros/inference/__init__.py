@@ -1,0 +1,88 @@
+"""Image -> metric depth, the code path shared by the node and offline tools (no ROS import).
+
+Submodules
+----------
+* :mod:`.backend` -- the :class:`DepthBackend` protocol every backend follows, its
+  :class:`Prediction` (depth + the network input the node's odometry reuses) and
+  :class:`StageTimes`, and :func:`resize_to_network_input`. **Torch-free to import.**
+* :mod:`.torch_backend` -- :class:`DepthEstimator`: a ``.safetensors`` model file run by PyTorch.
+* :mod:`.onednn` -- the hand-written oneDNN twin of the depth network that DepthEstimator runs
+  on the CPU (private PyTorch operators, checked against the network at start-up).
+* :mod:`.onnx_backend` -- :class:`OnnxDepthEstimator`: an ``.onnx`` file run by onnxruntime.
+* :mod:`.loading` -- :func:`load_estimator`: the backend chosen by the file name.
+
+Device strings are parsed by :mod:`mono_depth_ros.devices` (:func:`resolve_device` and
+:func:`auto_device` are re-exported here). Every public name of the submodules is available here;
+the torch-free ones are imported with the package, the others on first use (PEP 562), so
+``import mono_depth_ros.inference.backend`` does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ..devices import auto_device, resolve_device
+from ..memory import keep_freed_memory_in_process
+from .backend import DepthBackend, Prediction, StageTimes, resize_to_network_input
+
+if TYPE_CHECKING:
+    from .loading import LoadedEstimator, describe, load_estimator
+    from .onednn import OneDnnDepthNet, build_fast_net, onednn_available
+    from .onnx_backend import (
+        EXPORT_INFO_KEY,
+        INPUT_NAME,
+        ONNX_SUFFIX,
+        OUTPUT_NAME,
+        OnnxDepthEstimator,
+        OnnxModelError,
+        import_onnxruntime,
+        is_onnx_path,
+        read_onnx_metadata,
+    )
+    from .torch_backend import DepthEstimator, fold_batch_norms
+
+# Names of the submodules that import torch (or model_file, which does), imported on first use.
+_LAZY_EXPORTS = {
+    "DepthEstimator": "torch_backend",
+    "fold_batch_norms": "torch_backend",
+    "OneDnnDepthNet": "onednn",
+    "build_fast_net": "onednn",
+    "onednn_available": "onednn",
+    "EXPORT_INFO_KEY": "onnx_backend",
+    "INPUT_NAME": "onnx_backend",
+    "ONNX_SUFFIX": "onnx_backend",
+    "OUTPUT_NAME": "onnx_backend",
+    "OnnxDepthEstimator": "onnx_backend",
+    "OnnxModelError": "onnx_backend",
+    "import_onnxruntime": "onnx_backend",
+    "is_onnx_path": "onnx_backend",
+    "read_onnx_metadata": "onnx_backend",
+    "LoadedEstimator": "loading",
+    "describe": "loading",
+    "load_estimator": "loading",
+}
+
+
+def __getattr__(name: str):
+    submodule = _LAZY_EXPORTS.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{submodule}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    "DepthBackend",
+    "Prediction",
+    "StageTimes",
+    "auto_device",
+    "keep_freed_memory_in_process",
+    "resize_to_network_input",
+    "resolve_device",
+    *_LAZY_EXPORTS,
+]
