@@ -9,10 +9,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# The editable install goes through PEP 660 (--use-pep517), whose finder maps the folder training/ to
+# mono_depth_ros_training (setup.py's package_dir); pip's legacy `setup.py develop` path, taken when
+# the wheel package is present, would not. Changing setup.py re-runs this recipe.
 $(STAMP): requirements.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --use-pep517 -e .
 	touch $(STAMP)
 
 test: setup

@@ -4,11 +4,17 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "mono_depth_ros"
+# The trainer's folder training/ is installed as mono_depth_ros_training: a top-level package called
+# `training` would clash with other projects'. Its subpackages (training/data/, ...) follow the mapping.
+TRAINER = "mono_depth_ros_training"
+TRAINER_DIR = "training"
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
+    packages=(find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
+              + [TRAINER] + [f"{TRAINER}.{name}" for name in find_packages(where=TRAINER_DIR)]),
+    package_dir={TRAINER: TRAINER_DIR},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -24,14 +30,14 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            f"depth_node = {PACKAGE}.depth_node:main",
-            f"create_model = {PACKAGE}.create_model:main",
-            f"infer_bag = {PACKAGE}.infer_bag:main",
-            f"import_monodepth2 = {PACKAGE}.import_monodepth2:main",
-            f"export_onnx = {PACKAGE}.export_onnx:main",
-            "train = training.cli:main",
-            "evaluate = training.evaluate:main",
-            "sample_recording = mono_depth_ros.simulation.cli:main",
+            f"depth_node = {PACKAGE}.ros.depth_node:main",
+            f"create_model = {PACKAGE}.tools.create_model:main",
+            f"infer_bag = {PACKAGE}.tools.infer_bag:main",
+            f"import_monodepth2 = {PACKAGE}.tools.import_monodepth2:main",
+            f"export_onnx = {PACKAGE}.tools.export_onnx:main",
+            f"train = {TRAINER}.cli:main",
+            f"evaluate = {TRAINER}.evaluate:main",
+            f"sample_recording = {PACKAGE}.simulation.cli:main",
         ],
     },
 )

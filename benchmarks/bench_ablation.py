@@ -35,7 +35,7 @@ from common import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.metrics import DEPTH_METRIC_NAMES, METRIC_LABELS  # noqa: E402
+from mono_depth_ros_training.metrics import DEPTH_METRIC_NAMES, METRIC_LABELS  # noqa: E402
 
 WEATHER_PROBABILITY = 0.3  # the weather row: share of training samples with one effect
 
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def recordings(out: Path, args) -> tuple:
     """The demo's two drives in ``out`` (generated once; an earlier run's are reused)."""
-    from training.demo import generate_recordings
+    from mono_depth_ros_training.demo import generate_recordings
 
     train_bag, heldout_bag = out / "sample_train", out / "sample_heldout"
     marker = out / "recordings.json"
@@ -109,10 +109,10 @@ def images_per_second(run_dir: Path) -> Optional[float]:
 def run_variant(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: int) -> Dict:
     import shutil
 
-    from training.config import load_config
-    from training.demo import DEFAULT_CONFIG, find_config
-    from training.evaluate import evaluate_bag
-    from training.trainer import train
+    from mono_depth_ros_training.config import load_config
+    from mono_depth_ros_training.demo import DEFAULT_CONFIG, find_config
+    from mono_depth_ros_training.evaluate import evaluate_bag
+    from mono_depth_ros_training.trainer import train
     from mono_depth_ros.model_file import read_model_metadata
 
     description, overrides = VARIANTS[name]

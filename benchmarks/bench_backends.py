@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Table  # noqa: E402
 
-from mono_depth_ros.export_onnx import export_onnx  # noqa: E402
+from mono_depth_ros.tools.export_onnx import export_onnx  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import ModelMetadata, load_model_file, save_model_file  # noqa: E402
 from mono_depth_ros.networks import ENCODERS, DepthNet, encoder_label  # noqa: E402

@@ -41,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (run as 
 from common import Table, load_average, monodepth2_on_path  # noqa: E402
 import torch
 
-from mono_depth_ros import create_model
 from mono_depth_ros.colorize import colorize_depth
 from mono_depth_ros.image_conversion import image_to_rgb
 from mono_depth_ros.inference import DepthEstimator, keep_freed_memory_in_process
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.pointcloud import pack_xyzrgb, unit_depth_rays
+from mono_depth_ros.tools import create_model
 
 CAMERA_SIZES = ((640, 480), (1280, 720))  # (width, height)
 NETWORK_SIZE = (640, 192)
@@ -147,7 +147,7 @@ def time_stages(estimator: DepthEstimator, width: int, height: int, frames: int,
     """Seconds per stage per frame, in the order depth_node runs them."""
     if publisher is not None:
         from sensor_msgs.msg import Image
-        from mono_depth_ros.depth_node import DepthNode
+        from mono_depth_ros.ros.depth_node import DepthNode
     bgr = scene_bgr(width, height)
     data = array.array("B", bgr.tobytes())  # what rclpy hands the node's callback as Image.data
     rays = unit_depth_rays(camera_matrix(width, height), height, width, 1)  # cached by the node
@@ -267,7 +267,7 @@ class Ros:
 def depth_node_command() -> List[str]:
     """The depth_node console script next to this interpreter (same venv), else the module."""
     script = Path(sys.executable).with_name("depth_node")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mono_depth_ros.depth_node"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mono_depth_ros.ros.depth_node"]
 
 
 def stamp_of(serialized: bytes) -> Tuple[int, int]:

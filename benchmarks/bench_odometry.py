@@ -33,7 +33,7 @@ from mono_depth_ros.model_file import load_model_file  # noqa: E402
 from mono_depth_ros.config import DepthNodeConfig  # noqa: E402
 from mono_depth_ros.visual_odometry import PoseRunner, StillGate  # noqa: E402
 from mono_depth_ros import simulation as synthetic  # noqa: E402
-from training.odometry_metrics import OdometryErrors, compare_odometry, predict_motions  # noqa: E402
+from mono_depth_ros_training.odometry_metrics import OdometryErrors, compare_odometry, predict_motions  # noqa: E402
 
 RATE_HZ = 10.0
 
@@ -47,8 +47,8 @@ def render_drive(path: Path, frames: int, seed: int, size, speed_mps: float):
 
 
 def train_model(bag: Path, out: Path, args: argparse.Namespace) -> Path:
-    from training.config import load_config
-    from training.trainer import train
+    from mono_depth_ros_training.config import load_config
+    from mono_depth_ros_training.trainer import train
 
     config_path = Path(__file__).resolve().parents[1] / "config" / "train_demo.yaml"
     overrides = [f"mode={args.mode}", f"optim.max_steps={args.steps}", f"data.width={args.width}",

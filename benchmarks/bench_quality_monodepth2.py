@@ -2,8 +2,9 @@
 
 For one run of bench_quality.RUNS (mono, mono without odometry, stereo, mono+stereo) this:
 
-1. builds our training set from the training drive with ``training.data.build_datasets`` (the
-   run's mode and overrides, the training size, the shared frame cache) and iterates a plain
+1. builds our training set from the training drive with
+   ``mono_depth_ros_training.data.build_datasets`` (the run's mode and overrides, the training
+   size, the shared frame cache) and iterates a plain
    shuffling DataLoader over it (batch ``--batch``, drop_last, epochs cycled) for ``steps`` steps;
 2. trains Monodepth2's ``trainer.Trainer`` (nianticlabs/monodepth2, imported at run time from the
    checkout ``--monodepth2``; nothing of it is copied here, its licence is non-commercial), built by
@@ -20,8 +21,9 @@ For one run of bench_quality.RUNS (mono, mono without odometry, stereo, mono+ste
    pose_encoder.pth, pose.pth when it has a pose network), converts them with this repo's
    ``import_monodepth2`` -- for stereo modes with the metric scale true_baseline / 0.1, since
    Monodepth2 trains with a fixed nominal baseline of 0.1 (its evaluate_depth.py's 5.4 is KITTI's
-   0.54 m / 0.1) -- and evaluates the model file with ``training.evaluate.evaluate_bag`` on the
-   held-out drive, as bench_quality does for ours.
+   0.54 m / 0.1) -- and evaluates the model file with
+   ``mono_depth_ros_training.evaluate.evaluate_bag`` on the held-out drive, as bench_quality does
+   for ours.
 
 The imported model file records Monodepth2's KITTI normalised intrinsics (import_monodepth2 always
 does); evaluation does not use them. Used by ``bench_quality.py --monodepth2 PATH``.
@@ -130,11 +132,11 @@ def train_monodepth2(trainer, loader, steps: int, log: Callable[[str], None]) ->
 def run_monodepth2(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: int, args,
                    row_from: Callable[..., Dict]) -> Dict:
     """bench_quality's run ``name`` trained by Monodepth2's code for ``steps`` steps -> its table row."""
-    from mono_depth_ros.import_monodepth2 import import_monodepth2
+    from mono_depth_ros.tools.import_monodepth2 import import_monodepth2
     from mono_depth_ros.model_file import read_model_metadata
-    from training.config import load_config
-    from training.data import build_datasets
-    from training.evaluate import evaluate_bag
+    from mono_depth_ros_training.config import load_config
+    from mono_depth_ros_training.data import build_datasets
+    from mono_depth_ros_training.evaluate import evaluate_bag
 
     mode, extra = RUNS[name]
     run_dir = Path(out) / "runs" / f"monodepth2_{name}_{steps}"

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from mono_depth_ros.simulation import write_synthetic_bag  # noqa: E402
-from training.trainer import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
+from mono_depth_ros_training.trainer import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
 
 # name -> (description, bag size (w, h), train overrides)
 CONFIGS: Dict[str, Tuple[str, Tuple[int, int], List[str]]] = {
@@ -55,7 +55,7 @@ BOOTSTRAP = r"""
 import io, os, sys, time
 import torch
 torch.set_num_threads(int(os.environ["TRAIN_THREADS"]))
-from training import trainer
+from mono_depth_ros_training import trainer
 first_step_file = os.environ.get("FIRST_STEP_FILE")
 if first_step_file:
     real_step = trainer.Trainer.train_step
@@ -84,7 +84,7 @@ if hang_at:
         os.replace(marker + ".part", marker)
         time.sleep(3600)
     torch.save = save
-from training.cli import main
+from mono_depth_ros_training.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -21,11 +21,11 @@ alternating which goes first, so that both see the same machine load.
   names; nothing in the checkout is modified. Each step calls its ``process_batch``, then
   ``zero_grad``, ``backward`` and ``step`` of its optimiser, as its ``run_epoch`` does, on the
   input layout its KITTI dataset produces (colour per scale, K and inv_K per scale).
-* Ours: ``training.trainer.Trainer.train_step`` on the same images.
+* Ours: ``mono_depth_ros_training.trainer.Trainer.train_step`` on the same images.
 * Ours with data loading: the trainer's own DataLoader over a synthetic bag read by
-  ``training.data.build_datasets`` (decode cache, augmentation, worker processes), timed from
-  asking for a batch to the end of its optimiser step; plus the loader alone, which shows
-  whether a GPU would ever wait for data.
+  ``mono_depth_ros_training.data.build_datasets`` (decode cache, augmentation, worker
+  processes), timed from asking for a batch to the end of its optimiser step; plus the loader
+  alone, which shows whether a GPU would ever wait for data.
 * Loss check: Monodepth2's weights are copied into our networks and both losses are computed
   on the same batch. They differ by Monodepth2's pixel-coordinate normalisation (it divides by
   W - 1 where grid_sample expects W); with that one function replaced by an exact one they
@@ -60,8 +60,8 @@ import torch.nn.functional as F
 
 from mono_depth_ros.geometry import scale_intrinsics
 from mono_depth_ros.simulation import render_recording
-from training.config import TrainConfig
-from training.trainer import Trainer
+from mono_depth_ros_training.config import TrainConfig
+from mono_depth_ros_training.trainer import Trainer
 
 TARGET_RATIO = 1.3
 SCALES = (0, 1, 2, 3)
@@ -364,7 +364,7 @@ def _quiet() -> None:
 
 def _loader_worker(size: Size, device: torch.device, work_dir: Path, steps: int, warmup: int, conn) -> None:
     """Our trainer fed by its own DataLoader from a synthetic bag (decode cache, augmentation, workers)."""
-    from training.data import build_datasets
+    from mono_depth_ros_training.data import build_datasets
     from mono_depth_ros.simulation import write_synthetic_bag
 
     # Enough samples for one epoch to cover start-up, warm-up and timed batches: DataLoader workers
@@ -640,8 +640,8 @@ def main(argv=None) -> int:
         )
     if not args.no_data_loading:
         throughput.notes.append(
-            f"ours + DataLoader: the trainer's own loader over a synthetic bag (training.data.build_datasets, "
-            f"augmentation on, {TrainConfig().data.num_workers} worker processes), timed from asking for a batch "
+            "ours + DataLoader: the trainer's own loader over a synthetic bag "
+            f"(mono_depth_ros_training.data.build_datasets, augmentation on, {TrainConfig().data.num_workers} worker processes), timed from asking for a batch "
             "to the end of the step, measured after the interleaved steps; on the CPU its workers compete with "
             "training for the cores. "
             "DataLoader alone: images/s it delivers without training, the most a GPU could be fed at this setting."

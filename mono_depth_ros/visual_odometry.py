@@ -96,7 +96,7 @@ def _diagonal_covariance(position_stddev: float, angle_stddev: float) -> np.ndar
 
 
 # Grey-level weights (ITU-R BT.601, as cv2.cvtColor's RGB2GRAY) and the thumbnail reduction of the
-# trainer's static-frame test (training.data.thumbnail), so the node calls "standing still" what the
+# trainer's static-frame test (mono_depth_ros_training.data.thumbnail), so the node calls "standing still" what the
 # trainer left out of the pose network's training.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 STILL_THUMBNAIL_FACTOR = 4

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""`make demo`: sample recording -> training -> depth_node over DDS -> report (see training/demo.py)."""
+"""`make demo`: sample recording -> training -> depth_node over DDS -> report (see training/demo.py).
+
+The trainer is imported as mono_depth_ros_training, the name setup.py installs the folder training/
+under: run `make setup` (or `pip install -e .`) first; `make demo` does.
+"""
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
-
-from training.demo import main  # noqa: E402
+try:
+    from mono_depth_ros_training.demo import main
+except ImportError as error:
+    if error.name not in ("mono_depth_ros_training", "mono_depth_ros"):
+        raise
+    sys.exit(f"scripts/demo.py: {error}: install this checkout first with `make setup` (or `pip install -e .`)")
 
 if __name__ == "__main__":
     sys.exit(main())

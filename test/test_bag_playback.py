@@ -12,7 +12,7 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from mono_depth_ros.bag_playback import BagPlayer, BagRecorder, message_class, recorded_messages  # noqa: E402
+from mono_depth_ros.ros.bag_playback import BagPlayer, BagRecorder, message_class, recorded_messages  # noqa: E402
 from mono_depth_ros.simulation import write_synthetic_bag  # noqa: E402
 
 RATE_HZ = 10.0

@@ -316,7 +316,7 @@ def test_params_file_with_old_names_loads_with_one_warning_each(tmp_path, caplog
 
 
 def test_training_config_encoder_choices_are_checked():
-    from training.config import ConfigError, TrainConfig, apply_overrides
+    from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides
 
     config = apply_overrides(TrainConfig(), ["model.encoder=efficientnet_lite0"])
     assert config.model.encoder == "efficientnet_lite0"
@@ -331,7 +331,7 @@ def test_training_config_encoder_choices_are_checked():
 def test_the_monodepth2_recipe_file_loads_and_restores_its_published_settings():
     from pathlib import Path
 
-    from training.config import TrainConfig, load_config
+    from mono_depth_ros_training.config import TrainConfig, load_config
 
     config = load_config(Path(__file__).resolve().parents[1] / "config" / "train_monodepth2.yaml")
     assert (config.model.encoder, config.model.num_layers, config.model.initial_depth) == ("resnet", 18, 0.0)
@@ -343,7 +343,7 @@ def test_the_monodepth2_recipe_file_loads_and_restores_its_published_settings():
 
 
 def test_initial_depth_takes_null_zero_or_a_depth_inside_the_range():
-    from training.config import ConfigError, TrainConfig, apply_overrides
+    from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides
 
     assert apply_overrides(TrainConfig(), ["model.initial_depth=null"]).model.initial_depth is None
     assert apply_overrides(TrainConfig(), ["model.initial_depth=0"]).model.initial_depth == 0.0
@@ -356,7 +356,7 @@ def test_initial_depth_takes_null_zero_or_a_depth_inside_the_range():
 
 
 def test_the_evaluation_range_has_its_own_names():
-    from training.config import ConfigError, TrainConfig, apply_overrides
+    from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides
 
     config = apply_overrides(TrainConfig(), ["val.min_gt_depth=0.5", "val.max_gt_depth=50"])
     assert (config.val.min_gt_depth, config.val.max_gt_depth) == (0.5, 50.0)
@@ -366,7 +366,7 @@ def test_the_evaluation_range_has_its_own_names():
 
 
 def test_old_evaluation_range_keys_still_work_with_a_warning(tmp_path):
-    from training.config import ConfigError, TrainConfig, apply_overrides, config_from_dict, load_config
+    from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides, config_from_dict, load_config
 
     with pytest.warns(FutureWarning, match=r"'val.max_depth' is deprecated: it is now 'val.max_gt_depth'"):
         assert apply_overrides(TrainConfig(), ["val.max_depth=40"]).val.max_gt_depth == 40.0
@@ -388,7 +388,7 @@ def test_old_evaluation_range_keys_still_work_with_a_warning(tmp_path):
 def test_a_checkpoints_saved_config_with_old_keys_loads_quietly():
     import warnings
 
-    from training.config import TrainConfig, config_from_dict, config_to_dict
+    from mono_depth_ros_training.config import TrainConfig, config_from_dict, config_to_dict
 
     saved = config_to_dict(TrainConfig())
     saved["val"] = {"enabled": True, "min_depth": 0.001, "max_depth": 70.0, "max_batches": 0}

@@ -13,8 +13,9 @@ from mono_depth_ros.bagio import BagError  # noqa: E402
 from mono_depth_ros.bagio import stream as bag_stream  # noqa: E402
 from mono_depth_ros.geometry import reproject_coordinates, warp_image  # noqa: E402
 from mono_depth_ros import simulation as synthetic  # noqa: E402
-from training import data  # noqa: E402
-from training.data import DataConfig, build_datasets  # noqa: E402
+from mono_depth_ros_training import data  # noqa: E402
+from mono_depth_ros_training.data import DataConfig, build_datasets  # noqa: E402
+from mono_depth_ros_training.data import dataset as dataset_module  # noqa: E402  (BagDataset looks names up here)
 
 QUIET = dict(log=lambda _: None)
 
@@ -152,7 +153,7 @@ def test_stereo_needs_a_baseline(tmp_path):
 
 
 def test_colour_jitter_is_identical_across_frames_and_absent_from_targets(recording, cache_dir, monkeypatch):
-    monkeypatch.setattr(data, "COLOUR_JITTER_PROBABILITY", 1.0)
+    monkeypatch.setattr(dataset_module, "COLOUR_JITTER_PROBABILITY", 1.0)
     # min_motion_m=0 keeps the static start, where prev, target and next are the same image.
     config = _config(cache_dir, min_motion_m=0.0, flip_probability=0.0, val_fraction=0.0)
     train, _, _ = build_datasets([str(recording.path)], config, "mono", **QUIET)
@@ -169,7 +170,7 @@ def test_colour_jitter_is_identical_across_frames_and_absent_from_targets(record
 
 
 def test_weather_is_identical_across_frames_and_absent_from_targets(recording, cache_dir, monkeypatch):
-    monkeypatch.setattr(data, "COLOUR_JITTER_PROBABILITY", 0.0)  # weather alone
+    monkeypatch.setattr(dataset_module, "COLOUR_JITTER_PROBABILITY", 0.0)  # weather alone
     config = _config(cache_dir, min_motion_m=0.0, flip_probability=0.0, val_fraction=0.0, weather_probability=1.0)
     train, _, _ = build_datasets([str(recording.path)], config, "mono+stereo", **QUIET)
     static = [i for i, s in enumerate(train.samples) if s.target in (1, 2, 3)]  # prev == target == next
@@ -188,8 +189,9 @@ def test_weather_is_identical_across_frames_and_absent_from_targets(recording, c
 def test_weather_probability_zero_leaves_the_input_bit_identical(recording, cache_dir, monkeypatch):
     """Off, weather draws no random number: the augmented input is exactly colour jitter's, and the
     random stream after a sample is where it was before the option existed."""
-    monkeypatch.setattr(data, "COLOUR_JITTER_PROBABILITY", 1.0)
-    monkeypatch.setattr(data, "sample_weather", lambda *args, **kwargs: pytest.fail("weather applied at probability 0"))
+    monkeypatch.setattr(dataset_module, "COLOUR_JITTER_PROBABILITY", 1.0)
+    monkeypatch.setattr(dataset_module, "sample_weather",
+                        lambda *args, **kwargs: pytest.fail("weather applied at probability 0"))
     config = _config(cache_dir, val_fraction=0.0, flip_probability=0.0)
     assert config.weather_probability == 0.0
     train, _, _ = build_datasets([str(recording.path)], config, "mono", **QUIET)
@@ -341,7 +343,7 @@ def test_bad_arguments(recording, cache_dir):
 
 def test_growing_cache_array(tmp_path):
     """The frame cache grows when a bag's message count underestimates its images."""
-    array = data._GrowingArray(tmp_path / "frames.npy", (2, 2), np.uint8, capacity=1)
+    array = data.GrowingArray(tmp_path / "frames.npy", (2, 2), np.uint8, capacity=1)
     for value in range(5):
         array.append(np.full((2, 2), value, np.uint8))
     array.close()

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("drop_large_outputs")
 DRIVER = '''
 import hashlib, json, sys
 from pathlib import Path
-import training.trainer as trainer_module
-from training import cli
+import mono_depth_ros_training.trainer as trainer_module
+from mono_depth_ros_training import cli
 
 report_dir = Path(sys.argv[1])
 original_fit, original_step = trainer_module.Trainer.fit, trainer_module.Trainer.train_step

@@ -16,7 +16,7 @@ from mono_depth_ros.bagio.writer import BagEntry, make_typestore, write_bag
 from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, IMAGE_TYPE
 from mono_depth_ros.networks import DepthNet
 from mono_depth_ros.simulation import write_synthetic_bag
-from training.evaluate import (
+from mono_depth_ros_training.evaluate import (
     EvaluationError,
     constant_depth,
     evaluate_bag,

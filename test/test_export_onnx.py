@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mono_depth_ros.config import DepthNodeConfig
-from mono_depth_ros.export_onnx import DEFAULT_OPSET, OnnxExportError, export_onnx, main, sample_images
+from mono_depth_ros.tools.export_onnx import DEFAULT_OPSET, OnnxExportError, export_onnx, main, sample_images
 from mono_depth_ros.frame_pipeline import FramePipeline
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import METADATA_KEY, ModelFileError, ModelMetadata, load_model_file, save_model_file
@@ -153,7 +153,7 @@ def test_opset_choice(exported, tmp_path):
 
 
 def test_an_export_that_does_not_reproduce_the_network_is_deleted(exported, tmp_path, monkeypatch):
-    import mono_depth_ros.export_onnx as export_module
+    import mono_depth_ros.tools.export_onnx as export_module
 
     monkeypatch.setattr(export_module, "VERIFY_TOLERANCE", -1.0)  # any difference is now too large
     with pytest.raises(OnnxExportError, match=r"differs from PyTorch's by .* on the random image .* was deleted"):
@@ -247,7 +247,7 @@ def test_without_onnxruntime_onnx_models_explain_the_install(exported, monkeypat
 
 def test_infer_bag_runs_onnx_models(exported, tmp_path, capsys):
     from mono_depth_ros.bagio import decode_image
-    from mono_depth_ros.infer_bag import main as infer_bag_main
+    from mono_depth_ros.tools.infer_bag import main as infer_bag_main
     from mono_depth_ros.simulation import write_synthetic_bag
 
     from test_infer_bag import IMAGE_TYPE, decode_depth_raw, read_bag

@@ -23,9 +23,9 @@ from mono_depth_ros.networks import (
     intrinsics_from_camera_head,
 )
 from mono_depth_ros.simulation import render_recording
-from training import weather
-from training.config import ConfigError, TrainConfig, apply_overrides, config_to_dict
-from training.trainer import Trainer, check_resume_compatible, train
+from mono_depth_ros_training.data import weather
+from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides, config_to_dict
+from mono_depth_ros_training.trainer import Trainer, check_resume_compatible, train
 
 from test_trainer import BASELINE, make_datasets, quiet, tiny_config
 
@@ -362,7 +362,8 @@ def test_two_step_run_from_a_bag_without_camera_info_with_weather_and_learned_in
     pytest.importorskip("rosbags", reason="rosbags is required to read bags")
     from mono_depth_ros.bagio import BagError
     from mono_depth_ros import simulation as synthetic
-    from training import data
+    from mono_depth_ros_training import data
+    from mono_depth_ros_training.data import dataset as dataset_module  # where BagDataset looks it up
 
     bag = synthetic.write_synthetic_bag(tmp_path / "bag", num_frames=10, camera_info=False, stereo=False, depth=False)
     overrides = ["mode=mono", "model.pretrained=false", "data.width=96", "data.height=64", "data.num_workers=0",
@@ -371,14 +372,14 @@ def test_two_step_run_from_a_bag_without_camera_info_with_weather_and_learned_in
     with pytest.raises(BagError, match="no CameraInfo .* give the intrinsics as data.K"):
         train(apply_overrides(TrainConfig(), overrides), tmp_path / "given", [str(bag)], log=quiet)
     applied = []
-    real = data.sample_weather
+    real = dataset_module.sample_weather
 
     def recording_weather(effects, height, width, generator=None):
         effect = real(effects, height, width, generator)
         applied.append(effect.name)
         return effect
 
-    monkeypatch.setattr(data, "sample_weather", recording_weather)
+    monkeypatch.setattr(dataset_module, "sample_weather", recording_weather)
     messages = []
     config = apply_overrides(TrainConfig(), overrides + ["model.intrinsics=learned"])
     result = train(config, tmp_path / "learned", [str(bag)], log=messages.append)

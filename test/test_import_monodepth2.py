@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from mono_depth_ros.import_monodepth2 import (
+from mono_depth_ros.tools.import_monodepth2 import (
     LICENCE,
     Monodepth2ImportError,
     convert_monodepth2,

@@ -10,7 +10,7 @@ from mono_depth_ros.bagio.messages import camera_info_message, compressed_image_
 from mono_depth_ros.bagio.writer import BagEntry, make_typestore, write_bag
 from mono_depth_ros.config import DepthNodeConfig, load_node_config
 from mono_depth_ros.frame_pipeline import FramePipeline, camera_info_intrinsics
-from mono_depth_ros.infer_bag import main
+from mono_depth_ros.tools.infer_bag import main
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE

@@ -12,7 +12,7 @@ from mono_depth_ros.geometry import (
     reproject_coordinates,
     warp_image,
 )
-from training.losses import (
+from mono_depth_ros_training.losses import (
     edge_aware_smoothness,
     lr_consistency,
     multiscale_view_loss,

@@ -1,8 +1,8 @@
-"""The written-out photometric path (training.losses) equals the autograd one, values and gradients."""
+"""The written-out photometric path (mono_depth_ros_training.losses) equals the autograd one, values and gradients."""
 import pytest
 import torch
 
-from training.losses import PhotometricReference, _box3, _box3_adjoint, stacked_photometric_error
+from mono_depth_ros_training.losses import PhotometricReference, _box3, _box3_adjoint, stacked_photometric_error
 
 import torch.nn.functional as F
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import (
+from mono_depth_ros_training.metrics import (
     DEPTH_METRIC_NAMES,
     MetricAverager,
     batch_depth_metrics,

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from mono_depth_ros import create_model, model_file
+from mono_depth_ros import model_file
 from mono_depth_ros.model_file import (
     METADATA_KEY,
     ModelFileError,
@@ -23,6 +23,7 @@ from mono_depth_ros.model_file import (
 )
 from mono_depth_ros.networks import DepthNet, PoseNet
 from mono_depth_ros.safetensors_io import read_safetensors, write_safetensors
+from mono_depth_ros.tools import create_model
 
 METADATA = ModelMetadata(
     num_layers=18,

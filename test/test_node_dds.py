@@ -155,7 +155,7 @@ class NodeProcess:
     ):
         self.namespace = namespace
         self.log_path = Path(log_path)
-        command = [sys.executable, "-m", "mono_depth_ros.depth_node", "--ros-args", "-r", f"__ns:={namespace}"]
+        command = [sys.executable, "-m", "mono_depth_ros.ros.depth_node", "--ros-args", "-r", f"__ns:={namespace}"]
         if params_file is not None:
             command += ["--params-file", str(params_file)]
         for name, value in parameters.items():
@@ -1128,6 +1128,17 @@ def test_malicious_model_file_runs_no_code(startup_failures):
     assert results["malicious_pickle"][0] not in (None, 0)
     # The payload is real: unpickling it would have created this file.
     assert not (Path(fill("{malicious}")).parent / "pwned").exists()
+
+
+def test_old_module_path_still_runs_the_node_with_a_deprecation_warning(tmp_path):
+    """`python -m mono_depth_ros.depth_node` (users' scripts) runs mono_depth_ros.ros.depth_node.main."""
+    command = [sys.executable, "-m", "mono_depth_ros.depth_node", "--ros-args", "-r", "__ns:=/dds_old_path"]
+    completed = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                               timeout=START_TIMEOUT_S, env=dict(os.environ, RCUTILS_COLORIZED_OUTPUT="0"))
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output  # no model given: the node's own startup error
+    assert "'model_path' is empty" in output and "Traceback" not in output
+    assert "DeprecationWarning: mono_depth_ros.depth_node moved to mono_depth_ros.ros.depth_node" in output
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback; this machine has CUDA")

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 import test_node_dds as dds  # noqa: E402  (test/ is on sys.path)
 
-from mono_depth_ros.export_onnx import export_onnx  # noqa: E402
+from mono_depth_ros.tools.export_onnx import export_onnx  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import load_model_file  # noqa: E402
 

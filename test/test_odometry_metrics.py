@@ -1,4 +1,4 @@
-"""training.odometry_metrics: known trajectories in, known errors out."""
+"""mono_depth_ros_training.odometry_metrics: known trajectories in, known errors out."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mono_depth_ros.geometry.rotations import angle_between_deg, rotation_angle_deg
-from training.odometry_metrics import compare_odometry, predict_motions, relative_motion
+from mono_depth_ros_training.odometry_metrics import compare_odometry, predict_motions, relative_motion
 
 
 def yaw_pose(x: float, y: float, yaw_deg: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.report import colorize_inverse_depth, comparison_grid, look_at_view, render_point_cloud
+from mono_depth_ros_training.report import colorize_inverse_depth, comparison_grid, look_at_view, render_point_cloud
 
 
 def test_inverse_depth_colours_are_on_one_fixed_scale():

@@ -12,8 +12,8 @@ from mono_depth_ros.geometry import disparity_to_depth
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.networks import DepthNet
 from mono_depth_ros.simulation import write_synthetic_bag
-from training import cli
-from training.config import (
+from mono_depth_ros_training import cli
+from mono_depth_ros_training.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
@@ -21,8 +21,8 @@ from training.config import (
     find_default_config_file,
     load_config,
 )
-from training.metrics import image_depth_metrics
-from training.trainer import CHECKPOINT_NAME, load_checkpoint
+from mono_depth_ros_training.metrics import image_depth_metrics
+from mono_depth_ros_training.trainer import CHECKPOINT_NAME, load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -101,8 +101,8 @@ def _network_input(rgb: np.ndarray) -> torch.Tensor:
 
 
 def test_image_change_is_the_trainers_static_frame_measure():
-    """The node's test and the trainer's (training.data.thumbnail, uint8 grey, area resize) agree."""
-    from training.data import thumbnail
+    """The node's test and the trainer's (mono_depth_ros_training.data.thumbnail, uint8 grey, area resize) agree."""
+    from mono_depth_ros_training.data import thumbnail
 
     rng = np.random.default_rng(3)
     earlier = rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)

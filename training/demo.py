@@ -118,8 +118,8 @@ def generate_recordings(out: Path, args) -> Tuple[Path, Path, float]:
 
 
 def train_model(out: Path, train_bag: Path, args) -> Path:
-    from training.config import load_config
-    from training.trainer import train
+    from .config import load_config
+    from .trainer import train
 
     config_path = Path(args.config) if args.config else find_config(DEFAULT_CONFIG)
     # The frame cache lives in the demo folder: a fresh demo never reuses another run's frames.
@@ -142,12 +142,12 @@ def run_node_on_recording(out: Path, model: Path, heldout_bag: Path, env: Dict[s
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from mono_depth_ros.bag_playback import BagPlayer, BagRecorder
+    from mono_depth_ros.ros.bag_playback import BagPlayer, BagRecorder
 
     log_path = out / "depth_node.log"
     node_log = open(log_path, "w")
     command = [
-        sys.executable, "-m", "mono_depth_ros.depth_node", "--ros-args",
+        sys.executable, "-m", "mono_depth_ros.ros.depth_node", "--ros-args",
         "-r", f"__ns:={NODE_NAMESPACE}", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={CAMERA_INFO_TOPIC}",
         "--params-file", str(find_config("depth.yaml")),
         "-p", f"model_path:={model}", "-p", "device:=cpu",
@@ -278,7 +278,7 @@ def write_report(out: Path, frames: List[Dict], table: str, rows: List[Dict], st
                  protocol: Dict, report_frames: int) -> Dict[str, str]:
     """comparison.png, points.ply, points.png, report.json, report.md in `out`. -> {what: path}."""
     from mono_depth_ros.pointcloud import unpack_xyzrgb, write_ply
-    from training.report import comparison_grid, render_point_cloud
+    from .report import comparison_grid, render_point_cloud
 
     picks = np.linspace(0, len(frames) - 1, num=min(report_frames, len(frames))).round().astype(int)
     chosen = [frames[i] for i in sorted(set(picks.tolist()))]
@@ -308,8 +308,8 @@ def write_report(out: Path, frames: List[Dict], table: str, rows: List[Dict], st
 def evaluate_frames(frames: List[Dict], K: np.ndarray, camera_height_m: float, model_metric: bool,
                     output_bag: Path, max_depth: float = 80.0) -> Dict:
     """Metrics of the node's depth and of the two baselines on the same frames, in evaluate's report format."""
-    from training.evaluate import (MEDIAN_SCALED, SCALINGS, UNSCALED, DepthEvaluation, constant_depth,
-                                   ground_plane_depth)
+    from .evaluate import (MEDIAN_SCALED, SCALINGS, UNSCALED, DepthEvaluation, constant_depth,
+                           ground_plane_depth)
 
     height, width = frames[0]["gt"].shape
     methods = {
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
               f"-> {output_bag}", flush=True)
 
         announce(4, "evaluating against ground truth and writing the report")
-        from training.evaluate import format_table
+        from .evaluate import format_table
 
         frames, K = collect_frames(heldout_bag, output_bag)
         report = evaluate_frames(frames, K, camera_height, metric, output_bag)

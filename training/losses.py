@@ -1,7 +1,7 @@
 """Self-supervised losses (Monodepth2 photometric terms, Monodepth v1 left-right consistency,
 PackNet-SfM velocity supervision), written from the papers' published descriptions.
 
-Everything here is plain tensors in, tensors out; :mod:`training.trainer` decides which
+Everything here is plain tensors in, tensors out; :mod:`mono_depth_ros_training.trainer` decides which
 terms a training mode uses. Images are RGB in [0, 1]; disparities are the depth network's
 sigmoid output ("sigmoid space", mapped to inverse depth by
 :func:`mono_depth_ros.geometry.disparity_to_depth`).

@@ -4,7 +4,7 @@
   written in rosbag2 format :data:`WRITER_VERSION`; a connection per topic, declared up front
   or added on the topic's first message; messages written as rosbags objects (serialized
   with the typestore) or as CDR bytes. Used by ``infer_bag``, the bag recorder of
-  :mod:`mono_depth_ros.bag_playback` and the functions below.
+  :mod:`mono_depth_ros.ros.bag_playback` and the functions below.
 * :func:`write_bag` -- a list of :class:`BagEntry`, sorted by stamp first.
 * :func:`write_sorted_bag` -- a stream of :class:`BagEntry` already in stamp order (nothing held in memory).
 * :func:`make_typestore` -- the ROS 2 Humble message definitions.

@@ -10,8 +10,8 @@ import sys
 
 import torch
 
-from .model_file import ModelMetadata, save_model_file
-from .networks import ENCODERS, SUPPORTED_RESNETS, DepthNet, PoseNet, PretrainedWeightsUnavailable
+from ..model_file import ModelMetadata, save_model_file
+from ..networks import ENCODERS, SUPPORTED_RESNETS, DepthNet, PoseNet, PretrainedWeightsUnavailable
 
 
 def build_parser() -> argparse.ArgumentParser:

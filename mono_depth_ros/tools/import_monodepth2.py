@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .model_file import ModelFileError, ModelMetadata, read_model_metadata, save_model_file, state_dict_differences
-from .networks import SUPPORTED_RESNETS, DepthNet, PoseNet
+from ..model_file import ModelFileError, ModelMetadata, read_model_metadata, save_model_file, state_dict_differences
+from ..networks import SUPPORTED_RESNETS, DepthNet, PoseNet
 
 # Monodepth2's evaluate_depth.py: stereo-trained depth times this is metres (KITTI's 0.54 m baseline
 # over the 0.1 units its training used for the stereo pair).

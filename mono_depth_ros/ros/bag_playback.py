@@ -18,7 +18,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
-from .bagio.writer import BagWriter
+from ..bagio.writer import BagWriter
 
 # What `ros2 bag play` offers when the recording has no QoS of its own: reliable, keep last 10.
 DEFAULT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=10, reliability=QoSReliabilityPolicy.RELIABLE)

@@ -31,9 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model_file import METADATA_KEY, ModelFileError, ModelMetadata, load_model_file
-from .networks import DepthNet, ExportConvELU
-from .inference.onnx_backend import EXPORT_INFO_KEY, INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAME
+from ..model_file import METADATA_KEY, ModelFileError, ModelMetadata, load_model_file
+from ..networks import DepthNet, ExportConvELU
+from ..inference.onnx_backend import EXPORT_INFO_KEY, INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAME
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.4-8.6 (JetPack 5, 6.0) parse; TensorRT 10 parses 9-20
 MIN_OPSET = 11  # Pad with its pads as an input

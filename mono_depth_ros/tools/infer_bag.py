@@ -24,16 +24,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .bagio import BagError, BagReader, decode_image, select_camera_topics
-from .bagio.messages import image_from_fields
-from .bagio.writer import STORAGES, BagWriter, make_typestore
-from .camera import CameraInfoError
-from .camera_info_pairing import header_stamp
-from .config import DepthNodeConfig, load_node_config
-from .frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
-from .image_conversion import ImageFormatError, depth_to_image_fields
-from .model_file import ModelFileError
-from .msgtypes import (
+from ..bagio import BagError, BagReader, decode_image, select_camera_topics
+from ..bagio.messages import image_from_fields
+from ..bagio.writer import STORAGES, BagWriter, make_typestore
+from ..camera import CameraInfoError
+from ..camera_info_pairing import header_stamp
+from ..config import DepthNodeConfig, load_node_config
+from ..frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
+from ..image_conversion import ImageFormatError, depth_to_image_fields
+from ..model_file import ModelFileError
+from ..msgtypes import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
     IMAGE_TYPE,
@@ -41,8 +41,8 @@ from .msgtypes import (
     POINT_CLOUD_TYPE,
     POINT_FIELD_TYPE,
 )
-from .inference import load_estimator
-from .pointcloud import POINT_FIELDS, POINT_STEP
+from ..inference import load_estimator
+from ..pointcloud import POINT_FIELDS, POINT_STEP
 
 # Why a frame was skipped -> what the summary line calls it.
 SKIP_NO_CAMERA_INFO = "before the first camera_info"
