@@ -14,8 +14,9 @@ model file on the held-out drive with `evaluate`'s protocol (Garg crop, 80 m cap
 
 Rows: mono (the bag has /odom: odometry-scaled warps and velocity supervision), mono without
 odometry (data.odometry_topic=none), stereo, mono+stereo, and mono+stereo with a deliberately
-halved baseline (the check must label it relative). ``--steps`` sets the budget (default 400
-at 320x96, batch 8, the issue's reference); ``--long-steps N`` adds the same rows at N steps.
+halved baseline or with odometry 3x too long (the check must label both relative). ``--steps``
+sets the budget (default 400 at 320x96, batch 8, the issue's reference); ``--long-steps N`` adds
+the same rows at N steps.
 
 With ``--monodepth2 PATH`` (a local checkout of nianticlabs/monodepth2, imported at run time; nothing
 of it is copied here) the same runs are made with Monodepth2's own trainer code on the same batches
@@ -49,12 +50,16 @@ RUNS: Dict[str, tuple] = {
     "stereo": ("stereo", []),
     "mono+stereo": ("mono+stereo", []),
 }
-# A deliberately broken scale: the stereo baseline is set to half the true one, so the two scale
-# sources of mono+stereo disagree. The trainer must notice and label the model relative. (One
-# source alone cannot be caught without ground truth: the bag is the only truth the trainer has.)
+# Deliberately broken scales: the stereo baseline set to half the true one, or a copy of the
+# training bag whose odometry distances are 3x too long, so the two scale sources of mono+stereo
+# disagree. The trainer must notice and label the model relative. (One source alone cannot be
+# caught without ground truth: the bag is the only truth the trainer has.)
 BROKEN_RUNS: Dict[str, tuple] = {
     "mono+stereo_half_baseline": ("mono+stereo", ["data.baseline_m={half_baseline}"]),
+    "mono+stereo_odometry_x3": ("mono+stereo", []),
 }
+# Rows trained on a copy of the training bag with its odometry scaled by this factor.
+ODOMETRY_FACTOR = {"mono+stereo_odometry_x3": 3.0}
 ALL_RUNS = {**RUNS, **BROKEN_RUNS}
 
 
@@ -96,8 +101,8 @@ def recordings(out: Path, args) -> tuple:
     if marker.is_file() and json.loads(marker.read_text()) == wanted and train_bag.exists() and heldout_bag.exists():
         print(f"reusing the recordings in {out}", flush=True)
         return train_bag, heldout_bag
-    shutil.rmtree(train_bag, ignore_errors=True)
-    shutil.rmtree(heldout_bag, ignore_errors=True)
+    for stale in [train_bag, heldout_bag, *out.glob(f"{train_bag.name}_odometry_x*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     for path, frames, seed in ((train_bag, args.train_frames, args.train_seed),
                                (heldout_bag, args.heldout_frames, args.heldout_seed)):
@@ -106,6 +111,29 @@ def recordings(out: Path, args) -> tuple:
                             speed_mps=args.speed, seed=seed, scene="street")
     marker.write_text(json.dumps(wanted))
     return train_bag, heldout_bag
+
+
+def scaled_odometry_copy(bag: Path, factor: float) -> Path:
+    """A copy of ``bag`` whose nav_msgs/Odometry positions and linear velocities are ``factor`` x
+    the recorded ones (every other message unchanged), written once beside it."""
+    from mono_depth_ros.bagio import BagReader
+    from mono_depth_ros.bagio.writer import BagWriter
+    from mono_depth_ros.msgtypes import ODOMETRY_TYPE
+
+    copy = bag.with_name(f"{bag.name}_odometry_x{factor:g}")
+    if copy.exists():
+        return copy
+    reader = BagReader(bag)
+    partial = copy.with_name(copy.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with BagWriter(partial, exists_hint="remove it") as writer:
+        for topic, msgtype, stamp, msg in reader.messages(sorted(reader.topics)):
+            if msgtype == ODOMETRY_TYPE:
+                for vector in (msg.pose.pose.position, msg.twist.twist.linear):
+                    vector.x, vector.y, vector.z = vector.x * factor, vector.y * factor, vector.z * factor
+            writer.write(topic, msgtype, stamp, msg)
+    partial.rename(copy)
+    return copy
 
 
 def true_scale(evaluation: Dict) -> Optional[float]:
@@ -134,9 +162,9 @@ def row_from(name: str, trainer: str, steps: int, evaluation: Dict, metadata, wa
 
 def run_ours(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: int, args) -> Dict:
     from mono_depth_ros.model_file import read_model_metadata
-    from training.config import load_config
-    from training.evaluate import evaluate_bag
-    from training.trainer import train
+    from mono_depth_ros_training.config import load_config
+    from mono_depth_ros_training.evaluate import evaluate_bag
+    from mono_depth_ros_training.trainer import train
 
     mode, extra = ALL_RUNS[name]
     extra = [item.format(half_baseline=args.baseline / 2) for item in extra]
@@ -156,7 +184,7 @@ def run_ours(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: in
 
 
 def baseline_rows(heldout_bag: Path) -> List[Dict]:
-    from training.evaluate import evaluate_bag
+    from mono_depth_ros_training.evaluate import evaluate_bag
     from mono_depth_ros.simulation import STREET_CAMERA_HEIGHT_M
 
     evaluation = evaluate_bag(heldout_bag, baselines=["constant", "ground-plane"],
@@ -215,7 +243,8 @@ def main(argv=None) -> int:
     for steps in budgets:
         for name in names:
             if not args.skip_ours:
-                rows.append(run_ours(name, out, train_bag, heldout_bag, steps, args))
+                bag = scaled_odometry_copy(train_bag, ODOMETRY_FACTOR[name]) if name in ODOMETRY_FACTOR else train_bag
+                rows.append(run_ours(name, out, bag, heldout_bag, steps, args))
             if args.monodepth2 and name in RUNS:
                 from bench_quality_monodepth2 import run_monodepth2
 

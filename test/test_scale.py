@@ -1,4 +1,4 @@
-"""training.scale and training.health: the derived start, the held-out scale check and the collapse
+"""mono_depth_ros_training.scale and .health: the derived start, the held-out scale check and the collapse
 detector, on rendered scenes with exact depth and poses (known geometry in, known answer out)."""
 import math
 
@@ -9,25 +9,27 @@ import torch
 from mono_depth_ros.geometry import disparity_to_depth, invert_transform
 from mono_depth_ros.networks import DepthNet
 from mono_depth_ros.simulation import render_recording
-from training.health import (
+from mono_depth_ros_training.health import (
     CONSTANT_LOG_STD,
     HealthReading,
     TrainingHealth,
     depth_statistics,
     describe_problems,
 )
-from training.scale import (
+from mono_depth_ros_training.scale import (
     INITIAL_DISPARITY_FRACTION,
     METRIC_TOLERANCE,
     SCALE_FACTORS,
     ScaleCheck,
     check_scale,
     derive_initial_depth,
+    nominal_initial_depth,
+    nominal_step,
     scale_sweep,
     scale_verdict,
     translation_at_distance,
 )
-from training.trainer import initialise_disparity_heads
+from mono_depth_ros_training.trainer import initialise_disparity_heads
 
 BASELINE = 0.3
 
@@ -80,6 +82,22 @@ def test_the_derived_start_prefers_the_baseline_then_odometry_and_stays_in_range
     assert derive_initial_depth(0.7) is None and derive_initial_depth(0.7, step_m=float("nan")) is None
     assert derive_initial_depth(0.7, baseline_m=100.0, max_depth=80.0) == 40.0  # max_depth / 2
     assert derive_initial_depth(0.7, baseline_m=0.001, min_depth=0.1) == pytest.approx(0.2)  # 2 * min_depth
+
+
+@pytest.mark.parametrize("fx_ratio", [0.35, 0.7, 1.2])
+def test_the_nominal_step_moves_a_point_at_the_start_depth_by_the_derived_share_of_the_width(fx_ratio):
+    start = nominal_initial_depth(0.1, 100.0)
+    assert start == pytest.approx(10.0)
+    step = nominal_step(fx_ratio, start)
+    width = 640
+    # A point at the start depth, seen from a camera that moved `step` sideways, shifts fx * step / depth pixels.
+    assert fx_ratio * width * step / start == pytest.approx(INITIAL_DISPARITY_FRACTION * width)
+    # It is derive_initial_depth's rule solved for the step: the two agree.
+    assert derive_initial_depth(fx_ratio, step_m=step) == pytest.approx(start)
+    assert nominal_initial_depth(0.1, 10.0) == pytest.approx(1.0)
+    assert nominal_initial_depth(1.0, 10.0) == pytest.approx(2.0)  # never below 2 * min_depth
+    with pytest.raises(ValueError):
+        nominal_step(0.0, start)
 
 
 def test_translation_at_distance_keeps_the_direction_and_takes_the_odometry_length():

@@ -3,17 +3,19 @@ import dataclasses
 import math
 import os
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
 import mono_depth_ros.networks as networks
+import mono_depth_ros_training.trainer as trainer_module
 from mono_depth_ros.networks import encoders
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.simulation import render_recording
-from training.config import ConfigError, TrainConfig, apply_overrides
-from training.trainer import (
+from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides
+from mono_depth_ros_training.trainer import (
     CHECKPOINT_NAME,
     RunError,
     Trainer,
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("drop_large_outputs")
 
 
 class RecordingDataset(torch.utils.data.Dataset):
-    """Samples per the training/data.py contract from a rendered recording (no augmentation)."""
+    """Samples per the training/data/dataset.py contract from a rendered recording (no augmentation)."""
 
     def __init__(self, recording, indices, odometry=True):
         self.recording = recording
@@ -354,15 +356,46 @@ def test_initial_depth_makes_a_fresh_network_predict_that_depth(recording, tmp_p
         sigmoid = plain.depth_net(image)[0]
     assert float((1.0 / (0.01 + 9.99 * sigmoid)).median()) < 0.5  # Monodepth2's start: about 2 * min_depth
     derived = Trainer(tiny_config("stereo"), train_ds, val_ds, tmp_path / "derived", report=report(), log=quiet)
-    expected = float(recording.K[0, 0]) / 64 * BASELINE / 0.03  # training.scale: 3 % of the width
+    expected = float(recording.K[0, 0]) / 64 * BASELINE / 0.03  # mono_depth_ros_training.scale: 3 % of the width
     assert derived.initial_depth == pytest.approx(expected) and "stereo baseline" in derived.initial_depth_origin
     with torch.no_grad():
         sigmoid = derived.depth_net(image)[0]
     assert float((1.0 / (0.01 + 9.99 * sigmoid)).median()) == pytest.approx(expected, rel=0.3)
-    from training.config import validate_config
+    from mono_depth_ros_training.config import validate_config
 
     with pytest.raises(ConfigError, match="model.initial_depth is 500"):
         validate_config(tiny_config("stereo", **{"model.initial_depth": 500.0}))
+
+
+def test_mono_without_odometry_warps_at_a_nominal_step_and_starts_at_its_depth(recording, tmp_path):
+    train_ds, val_ds = make_datasets(recording, odometry=False)
+    trainer = Trainer(tiny_config("mono"), train_ds, val_ds, tmp_path / "constant", report=report(has_odometry=False),
+                      log=quiet)
+    fx_over_width = float(recording.K[0, 0]) / 64
+    assert trainer.use_constant_speed and not trainer.use_odometry_distance
+    assert trainer.initial_depth == pytest.approx(10.0) and "nominal camera step" in trainer.initial_depth_origin
+    assert trainer.nominal_step == pytest.approx(10.0 * 0.03 / fx_over_width)
+    warps = []
+    original = trainer_module.temporal_transforms
+
+    def record(axis_angle, translation):
+        warps.append(translation.detach().clone())
+        return original(axis_angle, translation)
+
+    with mock.patch.object(trainer_module, "temporal_transforms", record):
+        output = trainer.compute_losses(next(iter(torch.utils.data.DataLoader(train_ds, batch_size=2))), training=True)
+    assert torch.allclose(warps[0].norm(dim=1), torch.full((warps[0].shape[0],), trainer.nominal_step), rtol=1e-5)
+    # The pose network is taught the nominal step too (its translations stay in the depth's units):
+    # a fresh network's translation is ~0, so the velocity loss is about the step itself.
+    assert float(output.parts["velocity"]) == pytest.approx(trainer.nominal_step, rel=0.05)
+    # Switched off: the pose network's own (tiny, fresh) translation, and Monodepth2's start.
+    free = Trainer(tiny_config("mono", **{"loss.constant_speed": False}), train_ds, val_ds, tmp_path / "free",
+                   report=report(has_odometry=False), log=quiet)
+    assert not free.use_constant_speed and free.initial_depth == 0.0
+    # With odometry the odometry's distance wins.
+    with_odometry = Trainer(tiny_config("mono"), *make_datasets(recording), tmp_path / "odom", report=report(),
+                            log=quiet)
+    assert with_odometry.use_odometry_distance and not with_odometry.use_constant_speed
 
 
 def test_a_forced_degenerate_network_is_reported_and_never_labelled_metric(recording, tmp_path):
@@ -383,7 +416,7 @@ def test_a_forced_degenerate_network_is_reported_and_never_labelled_metric(recor
     meta = load_model_file(result.model_path).metadata
     assert meta.metric is False and meta.training["converged"] is False
     assert meta.training["metric_reason"] == "training did not converge"
-    from training.trainer import final_lines
+    from mono_depth_ros_training.trainer import final_lines
 
     text = final_lines(result, "stereo")
     assert text[0].startswith("training did not converge: ") and text[1].startswith("try: ")

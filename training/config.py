@@ -59,8 +59,9 @@ class ModelConfig:
     scales: List[int] = field(default_factory=lambda: [0, 1, 2, 3])
     # Depth (metres) fresh networks start out predicting everywhere. null: derived from the bag (the
     # stereo baseline, else the odometry's distance between frames, with fx) so that the first warps
-    # move a few percent of the image width; Monodepth2's start when the bag gives no scale.
-    # 0: Monodepth2's start (~2 * min_depth).
+    # move a few percent of the image width; with no scale in the bag, a tenth of max_depth in units of
+    # loss.constant_speed's nominal step (Monodepth2's start when that is off). 0: Monodepth2's start
+    # (~2 * min_depth).
     initial_depth: Optional[float] = None
     min_depth: float = 0.1  # metres for metric modes; the network's output range
     max_depth: float = 100.0
@@ -99,11 +100,18 @@ class LossConfig:
     automask: bool = True  # ignore pixels that the unwarped source explains better
     min_reprojection: bool = True  # per-pixel minimum over sources (False: average)
     lr_consistency: float = 1.0  # stereo modes: left-right disparity consistency (Monodepth v1); 0 = off
-    velocity_weight: float = 0.1  # mono modes with odometry: | |t| - distance | (PackNet-SfM); 0 = off
+    # Mono modes: | |t| - distance | (PackNet-SfM) with the odometry's distance, or the nominal step of
+    # constant_speed; 0 = off
+    velocity_weight: float = 0.1
     # Mono modes with odometry: the warps move the camera by the odometry's distance in the pose
     # network's direction, so depth is learned in metres from the first step (false: the pose
     # network's own translation, as Monodepth2).
     odometry_distance: bool = True
+    # Mono without odometry: the warps move the camera one nominal step per frame (a constant speed)
+    # in the pose network's direction, so the first warps are as large as with odometry and depth
+    # comes out in units of that step (relative: its length is unknown). false: the pose network's
+    # own translation, as Monodepth2.
+    constant_speed: bool = True
 
 
 @dataclass

@@ -71,6 +71,27 @@ def derive_initial_depth(
     return float(min(max(depth, 2.0 * min_depth), max_depth / 2.0))
 
 
+def nominal_initial_depth(min_depth: float, max_depth: float) -> float:
+    """Starting depth (model units) when the bag gives no scale and the warps assume a constant speed.
+
+    A tenth of max_depth: where a metric street scene starts with the default range, leaving the
+    scene a decade of range above and more below; kept inside [2 * min_depth, max_depth / 2].
+    """
+    return float(min(max(max_depth / 10.0, 2.0 * min_depth), max_depth / 2.0))
+
+
+def nominal_step(fx_over_width: float, initial_depth: float) -> float:
+    """Camera step per frame (model units) that moves a point at ``initial_depth`` by
+    INITIAL_DISPARITY_FRACTION of the image width: derive_initial_depth's rule solved for the step.
+
+    Mono without odometry warps at this step (a constant speed), so depth comes out in units in
+    which the first warps are as large as with odometry or stereo.
+    """
+    if not fx_over_width > 0 or not initial_depth > 0:
+        raise ValueError(f"fx/W {fx_over_width} and initial depth {initial_depth} must be > 0")
+    return float(initial_depth * INITIAL_DISPARITY_FRACTION / fx_over_width)
+
+
 def translation_at_distance(translation: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
     """The predicted direction of travel, at the odometry's length.
 

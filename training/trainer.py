@@ -1,7 +1,7 @@
 """Self-supervised training loop: Monodepth2 (mono, mono+stereo) and Monodepth v1-style stereo.
 
 :func:`train` is the entry point (the CLI calls it): it reads bags through
-:func:`training.data.build_datasets`, trains, validates every epoch, writes checkpoints
+:func:`mono_depth_ros_training.data.build_datasets`, trains, validates every epoch, writes checkpoints
 atomically and exports the deployable model file the node loads.
 
 Run directory layout (``out_dir``)::
@@ -67,7 +67,8 @@ from .config import (
 from .health import TrainingHealth, advice, depth_statistics, describe_problems, HealthReading
 from .losses import lr_consistency, multiscale_view_loss, velocity_loss
 from .metrics import DEPTH_METRIC_NAMES, MetricAverager, batch_depth_metrics
-from .scale import ScaleCheck, check_scale, derive_initial_depth, scale_sweep, scale_verdict, translation_at_distance
+from .scale import (ScaleCheck, check_scale, derive_initial_depth, nominal_initial_depth, nominal_step, scale_sweep,
+                    scale_verdict, translation_at_distance)
 
 CHECKPOINT_FORMAT = "mono_depth_ros.train_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -602,7 +603,7 @@ REQUIRED_KEYS = {
 class Trainer:
     """Owns the networks, optimiser and loops of one run.
 
-    train_dataset / val_dataset yield samples as described in training/data.py (dicts of
+    train_dataset / val_dataset yield samples as described in training/data/dataset.py (dicts of
     tensors). ``report`` is the data report (rectification, intrinsics, odometry) or None.
     """
 
@@ -642,11 +643,21 @@ class Trainer:
         self.use_velocity = self.temporal and config.loss.velocity_weight > 0 and bag_has_odometry
         # Warps at the odometry's distance (the pose network gives the direction).
         self.use_odometry_distance = self.temporal and config.loss.odometry_distance and bag_has_odometry
+        # Mono without odometry: warps at a nominal step per frame (a constant speed).
+        self.use_constant_speed = (self.temporal and not self.stereo and not self.use_odometry_distance
+                                   and config.loss.constant_speed)
         self.amp = bool(config.amp and self.device.type == "cuda")
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset if val_dataset is not None and len(val_dataset) > 0 else None
         self._check_sample(train_dataset, "training")
         self.initial_depth, self.initial_depth_origin = self._initial_depth()
+        self.nominal_step = 0.0
+        if self.use_constant_speed:
+            sample = self.train_dataset[0]
+            fx_over_width = float(sample["K"][0, 0]) / float(sample["target"].shape[-1])
+            start = self.initial_depth if self.initial_depth > 0 else nominal_initial_depth(
+                self.config.model.min_depth, self.config.model.max_depth)
+            self.nominal_step = nominal_step(fx_over_width, start)
 
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
@@ -753,6 +764,9 @@ class Trainer:
             step = median_odometry_step(self.train_dataset)
         depth = derive_initial_depth(fx_over_width, baseline_m=baseline, step_m=step,
                                      min_depth=self.config.model.min_depth, max_depth=self.config.model.max_depth)
+        if depth is None and self.use_constant_speed:
+            return (nominal_initial_depth(self.config.model.min_depth, self.config.model.max_depth),
+                    "no scale in the bag: depth in units of a nominal camera step per frame")
         if depth is None:
             return 0.0, "Monodepth2's initialisation (the bag gives no scale)"
         if baseline:
@@ -885,11 +899,16 @@ class Trainer:
             warp_translation = translation
             if self.use_odometry_distance and distances is not None:
                 warp_translation = translation_at_distance(translation, distances)
+            elif self.use_constant_speed:
+                distances = translation.new_full((translation.shape[0],), self.nominal_step)
+                warp_translation = translation_at_distance(translation, distances)
             T_target_prev, T_next_target = temporal_transforms(axis_angle, warp_translation)
             sources += [batch["prev"].float(), batch["next"].float()]
             transforms += [invert_transform(T_target_prev), T_next_target]
             names += ["prev", "next"]
-            if self.use_velocity and distances is not None:
+            # With a constant speed the pose network learns the nominal step, so its translations
+            # stay in the depth's units (the node's visual odometry relies on it).
+            if (self.use_velocity or self.use_constant_speed) and distances is not None:
                 velocity = velocity_loss(translation, distances)
                 parts["velocity"] = velocity.detach()
                 total = total + config.loss.velocity_weight * velocity
@@ -1332,7 +1351,7 @@ class Trainer:
     _metric = False
 
     def _scale_errors(self, batch: Dict[str, torch.Tensor], output: StepOutput) -> Dict[str, torch.Tensor]:
-        """Scale sweeps (training.scale) of one validation batch: {source: errors (F, B)}, NaN for
+        """Scale sweeps (mono_depth_ros_training.scale) of one validation batch: {source: errors (F, B)}, NaN for
         samples a source cannot check (no odometry distance for the pair)."""
         sweeps: Dict[str, torch.Tensor] = {}
         sources = self.scale_sources()
