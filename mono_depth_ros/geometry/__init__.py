@@ -27,8 +27,9 @@ Conventions
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_attributes
 
 from .disparity import DisparityRange, depth_from_scaled_disparity, depth_to_disparity, disparity_to_depth
 from .rotations import (
@@ -66,19 +67,6 @@ _TORCH_EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    submodule = _TORCH_EXPORTS.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{submodule}", __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = [
     "DisparityRange",
     "R_BODY_OPTICAL",
@@ -107,3 +95,5 @@ __all__ = [
     "transform_points",
     "warp_image",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _TORCH_EXPORTS, __all__)

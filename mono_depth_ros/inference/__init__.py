@@ -18,8 +18,9 @@ the torch-free ones are imported with the package, the others on first use (PEP 
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_attributes
 
 from ..devices import auto_device, resolve_device
 from ..memory import keep_freed_memory_in_process
@@ -63,19 +64,6 @@ _LAZY_EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    submodule = _LAZY_EXPORTS.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{submodule}", __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = [
     "DepthBackend",
     "Prediction",
@@ -86,3 +74,5 @@ __all__ = [
     "resolve_device",
     *_LAZY_EXPORTS,
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY_EXPORTS, __all__)
