@@ -112,7 +112,7 @@ def run_variant(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps:
     from mono_depth_ros_training.config import load_config
     from mono_depth_ros_training.demo import DEFAULT_CONFIG, find_config
     from mono_depth_ros_training.evaluate import evaluate_bag
-    from mono_depth_ros_training.trainer import train
+    from mono_depth_ros_training.run import train
     from mono_depth_ros.model_file import read_model_metadata
 
     description, overrides = VARIANTS[name]

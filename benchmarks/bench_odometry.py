@@ -48,7 +48,7 @@ def render_drive(path: Path, frames: int, seed: int, size, speed_mps: float):
 
 def train_model(bag: Path, out: Path, args: argparse.Namespace) -> Path:
     from mono_depth_ros_training.config import load_config
-    from mono_depth_ros_training.trainer import train
+    from mono_depth_ros_training.run import train
 
     config_path = Path(__file__).resolve().parents[1] / "config" / "train_demo.yaml"
     overrides = [f"mode={args.mode}", f"optim.max_steps={args.steps}", f"data.width={args.width}",

@@ -164,7 +164,7 @@ def run_ours(name: str, out: Path, train_bag: Path, heldout_bag: Path, steps: in
     from mono_depth_ros.model_file import read_model_metadata
     from mono_depth_ros_training.config import load_config
     from mono_depth_ros_training.evaluate import evaluate_bag
-    from mono_depth_ros_training.trainer import train
+    from mono_depth_ros_training.run import train
 
     mode, extra = ALL_RUNS[name]
     extra = [item.format(half_baseline=args.baseline / 2) for item in extra]

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from mono_depth_ros.simulation import write_synthetic_bag  # noqa: E402
-from mono_depth_ros_training.trainer import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
+from mono_depth_ros_training.checkpoints import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
 
 # name -> (description, bag size (w, h), train overrides)
 CONFIGS: Dict[str, Tuple[str, Tuple[int, int], List[str]]] = {

@@ -382,7 +382,7 @@ def _loader_worker(size: Size, device: torch.device, work_dir: Path, steps: int,
 
     def batches():
         trainer.sampler.set_position(0, 0)
-        return iter(trainer._loader(train_set, trainer.sampler, 0, drop_last=True))
+        return iter(trainer.data_loader(train_set, trainer.sampler, 0, drop_last=True))
 
     iterator = batches()
     next(iterator)  # worker start-up, not timed

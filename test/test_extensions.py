@@ -25,7 +25,9 @@ from mono_depth_ros.networks import (
 from mono_depth_ros.simulation import render_recording
 from mono_depth_ros_training.data import weather
 from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides, config_to_dict
-from mono_depth_ros_training.trainer import Trainer, check_resume_compatible, train
+from mono_depth_ros_training.checkpoints import check_resume_compatible
+from mono_depth_ros_training.run import train
+from mono_depth_ros_training.trainer import Trainer
 
 from test_trainer import BASELINE, make_datasets, quiet, tiny_config
 
@@ -191,7 +193,7 @@ def test_validation_logs_the_learned_K_next_to_the_calibration(recording, tmp_pa
     # A fresh head: the prior focal length and the image centre.
     assert metrics["intrinsics_fx"] == pytest.approx(LEARNED_FOCAL_PRIOR)
     assert metrics["intrinsics_cx"] == pytest.approx(31.5 / 64)
-    text = trainer._format_validation(metrics)
+    text = trainer.format_validation(metrics)
     assert f"learned K fx/W {LEARNED_FOCAL_PRIOR:.3f} (calibration {truth[0]:.3f})" in text
 
 
@@ -272,7 +274,7 @@ def test_stereo_head_needs_one_forward_pass_per_sample(recording, tmp_path):
         assert {"lr_consistency", "photometric"} <= set(output.parts) and torch.isfinite(output.total)
     assert seen == [[6], [3]]  # two views per sample before; the target alone with the head
     # Mirrored samples do not train the head's other-view channel (their other camera is on the left).
-    assert trainer._other_view_samples(batch_of(train_ds, [0, 1, 2], flipped=[True, False, True])).tolist() == [1]
+    assert trainer.other_view_samples(batch_of(train_ds, [0, 1, 2], flipped=[True, False, True])).tolist() == [1]
     everything_mirrored = trainer.compute_losses(batch_of(train_ds, [0, 1], flipped=[True, True]))
     assert "lr_consistency" not in everything_mirrored.parts and torch.isfinite(everything_mirrored.total)
 

@@ -11,13 +11,14 @@
   training/ is installed as ``mono_depth_ros_training`` (setup.py), and importing it under both
   names would load two copies of the trainer.
 
-KNOWN_EXCEPTIONS lists what is still to be moved; the test fails when an exception is no longer
-needed, so the list only shrinks.
+* docs/architecture.md, the map of where each concept lives, lists every module, and only modules
+  that exist.
 """
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,7 @@ ROS_IMPORT_ALLOWED = ("mono_depth_ros/depth_node.py",)
 # Folders whose Python files must not import the bare name `training` (test_no_bare_training_import).
 IMPORTING_FOLDERS = ("mono_depth_ros", "training", "test", "benchmarks", "scripts")
 
-# (rule, file) pairs still to be fixed by the layout work of issue 14.
-KNOWN_EXCEPTIONS: Set[Tuple[str, str]] = {
-    ("size", "training/trainer.py"),
-}
+ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 
 
 def source_files(root: Path) -> Iterator[Path]:
@@ -148,15 +146,26 @@ def bare_training_imports(root: Path = ROOT) -> List[str]:
 
 
 def test_layout_rules_hold():
-    found = violations()
-    new = {key: value for key, value in found.items() if key not in KNOWN_EXCEPTIONS}
+    new = violations()
     assert not new, "layout rules broken:\n" + "\n".join(
         f"  {rule}: {path}: {'; '.join(details)}" for (rule, path), details in sorted(new.items()))
 
 
-def test_known_exceptions_are_still_needed():
-    stale = sorted(KNOWN_EXCEPTIONS - set(violations()))
-    assert not stale, f"fixed, remove from KNOWN_EXCEPTIONS: {stale}"
+def documented_modules(text: str) -> Set[str]:
+    """Package module paths (mono_depth_ros/..., training/...) written in backticks in the architecture map."""
+    return set(re.findall(r"`((?:%s)/[\w/]+\.py)`" % "|".join(PACKAGES), text))
+
+
+def test_the_architecture_map_lists_every_module_and_only_real_ones():
+    listed = documented_modules(ARCHITECTURE_DOC.read_text(encoding="utf-8"))
+    modules = {relative(path, ROOT) for path in source_files(ROOT) if path.name != "__init__.py"}
+    assert not modules - listed, f"add these modules to docs/architecture.md: {sorted(modules - listed)}"
+    assert not listed - modules, f"docs/architecture.md names modules that do not exist: {sorted(listed - modules)}"
+
+
+def test_the_architecture_map_check_sees_a_module_in_backticks():
+    assert documented_modules("| x | `training/run.py`, `mono_depth_ros/geometry/camera.py` | `config.py` `test/t.py` |") == {
+        "training/run.py", "mono_depth_ros/geometry/camera.py"}
 
 
 def test_checker_sees_each_kind_of_violation(tmp_path):
@@ -212,7 +221,7 @@ def test_deprecated_node_module_imports_without_rclpy():
 def test_trainer_is_one_package_under_its_installed_name():
     """From the repository root (where `training` would be importable as a folder), the trainer loads
     once, as mono_depth_ros_training: no module imports it a second time under the bare name."""
-    code = ("import sys, mono_depth_ros_training.cli, mono_depth_ros_training.trainer, "
+    code = ("import sys, mono_depth_ros_training.cli, mono_depth_ros_training.run, "
             "mono_depth_ros_training.evaluate, mono_depth_ros_training.demo; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'training'))")
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,

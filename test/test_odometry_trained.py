@@ -25,7 +25,7 @@ from mono_depth_ros.visual_odometry import PoseRunner, VisualOdometry
 from mono_depth_ros import simulation as synthetic
 from mono_depth_ros_training.config import load_config
 from mono_depth_ros_training.odometry_metrics import compare_odometry, predict_motions
-from mono_depth_ros_training.trainer import train
+from mono_depth_ros_training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT, RATE_HZ, SPEED_MPS = 96, 64, 10.0, 5.0

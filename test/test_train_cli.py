@@ -22,7 +22,7 @@ from mono_depth_ros_training.config import (
     load_config,
 )
 from mono_depth_ros_training.metrics import image_depth_metrics
-from mono_depth_ros_training.trainer import CHECKPOINT_NAME, load_checkpoint
+from mono_depth_ros_training.checkpoints import CHECKPOINT_NAME, load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

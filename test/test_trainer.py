@@ -10,19 +10,15 @@ import pytest
 import torch
 
 import mono_depth_ros.networks as networks
-import mono_depth_ros_training.trainer as trainer_module
+import mono_depth_ros_training.objective as objective_module
 from mono_depth_ros.networks import encoders
 from mono_depth_ros.model_file import load_model_file
 from mono_depth_ros.simulation import render_recording
 from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides
-from mono_depth_ros_training.trainer import (
-    CHECKPOINT_NAME,
-    RunError,
-    Trainer,
-    atomic_torch_save,
-    load_checkpoint,
-    train,
-)
+from mono_depth_ros_training.checkpoints import CHECKPOINT_NAME, atomic_torch_save, load_checkpoint
+from mono_depth_ros_training.errors import RunError
+from mono_depth_ros_training.run import final_lines, train
+from mono_depth_ros_training.trainer import Trainer
 
 BASELINE = 0.2
 
@@ -376,13 +372,13 @@ def test_mono_without_odometry_warps_at_a_nominal_step_and_starts_at_its_depth(r
     assert trainer.initial_depth == pytest.approx(10.0) and "nominal camera step" in trainer.initial_depth_origin
     assert trainer.nominal_step == pytest.approx(10.0 * 0.03 / fx_over_width)
     warps = []
-    original = trainer_module.temporal_transforms
+    original = objective_module.temporal_transforms
 
     def record(axis_angle, translation):
         warps.append(translation.detach().clone())
         return original(axis_angle, translation)
 
-    with mock.patch.object(trainer_module, "temporal_transforms", record):
+    with mock.patch.object(objective_module, "temporal_transforms", record):
         output = trainer.compute_losses(next(iter(torch.utils.data.DataLoader(train_ds, batch_size=2))), training=True)
     assert torch.allclose(warps[0].norm(dim=1), torch.full((warps[0].shape[0],), trainer.nominal_step), rtol=1e-5)
     # The pose network is taught the nominal step too (its translations stay in the depth's units):
@@ -416,8 +412,6 @@ def test_a_forced_degenerate_network_is_reported_and_never_labelled_metric(recor
     meta = load_model_file(result.model_path).metadata
     assert meta.metric is False and meta.training["converged"] is False
     assert meta.training["metric_reason"] == "training did not converge"
-    from mono_depth_ros_training.trainer import final_lines
-
     text = final_lines(result, "stereo")
     assert text[0].startswith("training did not converge: ") and text[1].startswith("try: ")
     assert "NOT metric: training did not converge" in text[-1]

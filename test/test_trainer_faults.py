@@ -21,7 +21,7 @@ pytest.importorskip("rosbags", reason="rosbags is required to write the recordin
 import mono_depth_ros.model_file as model_file  # noqa: E402
 from mono_depth_ros.simulation import write_synthetic_bag  # noqa: E402
 from mono_depth_ros_training import cli  # noqa: E402
-from mono_depth_ros_training.trainer import (  # noqa: E402
+from mono_depth_ros_training.checkpoints import (  # noqa: E402
     CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, remove_stale_temporary_files)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace):
     """Config for this invocation: base file (or, on --resume, the run's saved config) + overrides."""
     from .config import ConfigError, config_from_dict, find_default_config_file, load_config
-    from .trainer import resume_checkpoint
+    from .checkpoints import resume_checkpoint
 
     overrides: List[str] = list(args.overrides)
     if args.seed is not None:
@@ -69,7 +69,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mono_depth_ros.bagio import BagError
 
     from .config import ConfigError
-    from .trainer import RunError, train
+    from .errors import RunError
+    from .run import train
 
     try:
         config = resolve_config(args)

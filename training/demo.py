@@ -119,7 +119,7 @@ def generate_recordings(out: Path, args) -> Tuple[Path, Path, float]:
 
 def train_model(out: Path, train_bag: Path, args) -> Path:
     from .config import load_config
-    from .trainer import train
+    from .run import train
 
     config_path = Path(args.config) if args.config else find_config(DEFAULT_CONFIG)
     # The frame cache lives in the demo folder: a fresh demo never reuses another run's frames.
