@@ -2,7 +2,7 @@
 
 A script, not a test: it asserts nothing, it prints tables. For each encoder, network input size
 and thread count it measures, interleaved (so that other load hits every row alike):
-* inference: DepthEstimator.disparity (the node's forward: batch norms folded, oneDNN fast path),
+* inference: DepthEstimator.disparity (the node's forward: batch norms folded, channels_last),
   split into encoder and decoder;
 * training: one forward + backward of DepthNet at batch 4 (all 4 scales), as the trainer runs it
   (channels_last), without the loss.
@@ -56,27 +56,25 @@ def main(argv=None) -> int:
             metadata = ModelMetadata(encoder=encoder, input_width=width, input_height=height)
             estimator = DepthEstimator(LoadedModel(metadata, net, None, None), torch.device("cpu"))
             image = torch.rand(1, 3, height, width).contiguous(memory_format=torch.channels_last)
-            fast = estimator._fast_net
             batch = torch.rand(TRAIN_BATCH, 3, height, width).contiguous(memory_format=torch.channels_last)
 
             def forward(estimator=estimator, image=image):
                 estimator.disparity(image)
 
-            def encode(fast=fast, estimator=estimator, image=image):
-                (fast.encode if fast is not None else estimator.net.encoder)(image)
+            def encode(estimator=estimator, image=image):
+                estimator.net.encoder(image)
 
             def train_step(train_net=train_net, batch=batch):
                 train_net.zero_grad(set_to_none=True)
                 sum(d.mean() for d in train_net(batch).values()).backward()
 
-            runs[(encoder, width, height)] = {"forward": forward, "encoder": encode, "train": train_step,
-                                              "fast": fast is not None}
+            runs[(encoder, width, height)] = {"forward": forward, "encoder": encode, "train": train_step}
 
     results: Dict[tuple, Dict[str, List[float]]] = {}
     for threads in THREADS:
         torch.set_num_threads(threads)
         for key, run in runs.items():
-            for _ in range(2):  # warm-up (oneDNN primitive caches, allocator)
+            for _ in range(2):  # warm-up (primitive caches, allocator)
                 with torch.inference_mode():
                     run["forward"]()
                     run["encoder"]()
@@ -98,14 +96,14 @@ def main(argv=None) -> int:
 
     table = Table(
         f"Depth network on the CPU, median ms ({args.frames} inference / {args.train_steps} training repetitions)",
-        ["encoder", "input", "threads", "inference forward", "of which encoder", "fast path",
+        ["encoder", "input", "threads", "inference forward", "of which encoder",
          f"train fwd+bwd, batch {TRAIN_BATCH}"],
     )
     for threads in THREADS:
         for (encoder, width, height), run in runs.items():
             samples = results[(threads, encoder, width, height)]
             table.add(encoder_label(encoder), f"{width}x{height}", threads, median_ms(samples["forward"]),
-                      median_ms(samples["encoder"]), "yes" if run["fast"] else "no", median_ms(samples["train"]))
+                      median_ms(samples["encoder"]), median_ms(samples["train"]))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table.notes.append(f"torch {torch.__version__}, {os.cpu_count()} logical cores, load average after: {load:.2f}")
     print(table.render(args.markdown))

@@ -1,4 +1,4 @@
-"""DepthEstimator: the fast CPU path computes the network's function; depth conversion is exact."""
+"""DepthEstimator: its prepared network computes the model's function; depth conversion is exact."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mono_depth_ros.geometry import disparity_to_depth
-from mono_depth_ros.inference import DepthEstimator, onednn, resolve_device
+from mono_depth_ros.inference import DepthEstimator, resolve_device
 from mono_depth_ros.model_file import LoadedModel, ModelMetadata
 from mono_depth_ros.networks import DepthNet
 
@@ -33,34 +33,16 @@ def _model(num_layers=18, width=128, height=64, seed=0, encoder="resnet", **meta
     [("resnet", 18, 128, 64), ("resnet", 18, 640, 192), ("resnet", 50, 96, 64),
      ("efficientnet_lite0", 18, 128, 64), ("efficientnet_lite0", 18, 640, 192)],
 )
-def test_fast_cpu_path_matches_the_network(encoder, num_layers, width, height):
+def test_the_estimators_network_computes_the_models_function(encoder, num_layers, width, height):
+    """Batch norms folded into the convolutions and channels_last change only the last bits."""
     model = _model(num_layers, width, height, encoder=encoder)
     estimator = DepthEstimator(model, torch.device("cpu"))
-    if not onednn.onednn_available():
-        pytest.skip("this torch build has no oneDNN pointwise convolutions (plain network is used)")
-    assert estimator._fast_net is not None
     image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         expected = model.depth_net(image)[0]
-        fast = estimator.disparity(image.contiguous(memory_format=torch.channels_last))
-    assert fast.shape == expected.shape == (1, 1, height, width)
-    assert (fast - expected).abs().max().item() < 1e-5
-
-
-@pytest.mark.parametrize("encoder", ["resnet", "efficientnet_lite0"])
-def test_fast_path_failure_falls_back_to_the_plain_network(monkeypatch, encoder):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no such oneDNN op")
-
-    monkeypatch.setattr(onednn, "OneDnnDepthNet", broken)  # build_fast_net looks it up there
-    model = _model(encoder=encoder)
-    estimator = DepthEstimator(model, torch.device("cpu"))
-    assert estimator._fast_net is None
-    image = torch.rand(1, 3, 64, 128)
-    with torch.inference_mode():
-        np.testing.assert_allclose(
-            estimator.disparity(image).numpy(), model.depth_net(image)[0].numpy(), atol=1e-5
-        )
+        actual = estimator.disparity(image.contiguous(memory_format=torch.channels_last))
+    assert actual.shape == expected.shape == (1, 1, height, width)
+    assert (actual - expected).abs().max().item() < 1e-5
 
 
 def test_metric_depth_is_upsampled_disparity_converted_and_scaled():
@@ -136,8 +118,7 @@ def test_resolve_device():
     ids=["pixel_shuffle", "stereo_head", "semantic"],
 )
 def test_variant_networks_run_as_the_plain_network_with_correct_depth(variant):
-    """The oneDNN twin computes Monodepth2's decoder only: other variants must not go through it, and
-    their depth is the network's (left-view) disparity converted like any model's."""
+    """Decoder variants: the depth is the network's (left-view) disparity converted like any model's."""
     torch.manual_seed(5)
     net = DepthNet(18, **variant).eval()
     with torch.no_grad():  # trained-looking weights: the variant's own modules are not at their start values
@@ -149,7 +130,6 @@ def test_variant_networks_run_as_the_plain_network_with_correct_depth(variant):
     metadata = ModelMetadata(input_width=128, input_height=64, min_depth=0.5, max_depth=40.0, metric=True,
                              depth_scale=2.0, **variant)
     estimator = DepthEstimator(LoadedModel(metadata, net, None, None), torch.device("cpu"))
-    assert estimator._fast_net is None
     rgb = np.random.default_rng(2).integers(0, 255, (64, 128, 3), dtype=np.uint8)
     image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255.0
     with torch.inference_mode():

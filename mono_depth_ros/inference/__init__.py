@@ -6,8 +6,6 @@ Submodules
   :class:`Prediction` (depth + the network input the node's odometry reuses) and
   :class:`StageTimes`, and :func:`resize_to_network_input`. **Torch-free to import.**
 * :mod:`.torch_backend` -- :class:`DepthEstimator`: a ``.safetensors`` model file run by PyTorch.
-* :mod:`.onednn` -- the hand-written oneDNN twin of the depth network that DepthEstimator runs
-  on the CPU (private PyTorch operators, checked against the network at start-up).
 * :mod:`.onnx_backend` -- :class:`OnnxDepthEstimator`: an ``.onnx`` file run by onnxruntime.
 * :mod:`.loading` -- :func:`load_estimator`: the backend chosen by the file name.
 
@@ -28,7 +26,6 @@ from .backend import DepthBackend, Prediction, StageTimes, resize_to_network_inp
 
 if TYPE_CHECKING:
     from .loading import LoadedEstimator, describe, load_estimator
-    from .onednn import OneDnnDepthNet, build_fast_net, onednn_available
     from .onnx_backend import (
         EXPORT_INFO_KEY,
         INPUT_NAME,
@@ -46,9 +43,6 @@ if TYPE_CHECKING:
 _LAZY_EXPORTS = {
     "DepthEstimator": "torch_backend",
     "fold_batch_norms": "torch_backend",
-    "OneDnnDepthNet": "onednn",
-    "build_fast_net": "onednn",
-    "onednn_available": "onednn",
     "EXPORT_INFO_KEY": "onnx_backend",
     "INPUT_NAME": "onnx_backend",
     "ONNX_SUFFIX": "onnx_backend",

@@ -1,10 +1,11 @@
 """The PyTorch backend: :class:`DepthEstimator` runs a loaded ``.safetensors`` model on RGB images
-(batch norms folded; on the CPU through the oneDNN twin of :mod:`.onednn` when it is usable)."""
+(batch norms folded, channels_last). On a CPU, onnxruntime runs the same network's ``.onnx`` export as
+fast or faster without PyTorch (benchmarks/bench_backends.py)."""
 from __future__ import annotations
 
 import copy
 import time
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -14,7 +15,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..geometry.disparity import DisparityRange, depth_from_scaled_disparity
 from ..model_file import LoadedModel
 from .backend import Prediction, StageTimes, resize_to_network_input
-from .onednn import OneDnnDepthNet, build_fast_net
 
 
 def fold_batch_norms(module: nn.Module) -> nn.Module:
@@ -52,11 +52,6 @@ class DepthEstimator:
             net = net.half()
         self.net = net
         self.dtype = torch.float16 if self.half else torch.float32
-        self._fast_net: Optional[OneDnnDepthNet] = None
-        if self.device.type == "cpu":
-            # (The node process also calls keep_freed_memory_in_process(); a library class
-            # does not change process-wide malloc settings on its own.)
-            self._fast_net = build_fast_net(self.net, *self.input_size)
         self.times = StageTimes()
         self._disparity_range = DisparityRange(self.metadata.min_depth, self.metadata.max_depth)
 
@@ -77,9 +72,6 @@ class DepthEstimator:
     def disparity(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, h, w) -> sigmoid disparity (1, 1, h, w) at the network's full resolution
         (a stereo-head network's left-view channel)."""
-        # Below 64 px the coarsest feature map is too small to reflection-pad: the plain network says so.
-        if self._fast_net is not None and image.dtype == torch.float32 and min(image.shape[-2:]) >= 64:
-            return self._fast_net(image, output_scales=(0,))[0]
         return self.net(image, output_scales=(0,))[0]
 
     @torch.inference_mode()

@@ -49,7 +49,6 @@ from .layers import (
     PretrainedWeightsUnavailable,
     ReflectConv3x3,
     elu,
-    elu_negative_part,
     stacked_frame_filters,
 )
 from .pose import (
@@ -74,6 +73,6 @@ __all__ = [
     "SEMANTIC_NETWORK", "SUPPORTED_RESNETS", "CameraHead", "ConvBN", "ConvELU", "DepthDecoder", "DepthNet",
     "EfficientNetLite0Encoder", "ExportConvELU", "MBConvBlock", "PixelShuffleUpsample", "PoseDecoder", "PoseNet",
     "PretrainedWeightsUnavailable", "ReflectConv3x3", "ResnetEncoder", "SemanticBranch", "SemanticWeightsUnavailable",
-    "build_encoder", "efficientnet_lite0_weights_path", "elu", "elu_negative_part", "encoder_label",
+    "build_encoder", "efficientnet_lite0_weights_path", "elu", "encoder_label",
     "intrinsics_from_camera_head", "lite0_state_dict_from_package", "stacked_frame_filters",
 ]

@@ -1,14 +1,11 @@
-"""Building blocks shared by the networks: reflection-padded 3x3 convolution, ELU (the network's, the
-oneDNN twin's and the ONNX export's variants), first-layer filters for stacked frames, and the error
+"""Building blocks shared by the networks: reflection-padded 3x3 convolution, ELU (the network's and
+the ONNX export's variants), first-layer filters for stacked frames, and the error
 raised when pretrained weights cannot be loaded."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-# log2(e): exp(x) = exp2(x * LOG2_E), see elu_negative_part.
-LOG2_E = 1.4426950408889634
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -81,13 +78,6 @@ class ConvELU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return elu(self.conv(x), inplace=True)  # the conv output is ours to overwrite
-
-
-def elu_negative_part(x: torch.Tensor) -> torch.Tensor:
-    """exp(min(x, 0)) - 1, so that ELU(x) = max(x, this). exp2 is vectorised on the CPU and ~3x
-    cheaper than exp; scaling by log2(e) first changes the result by < 1e-6 for x > -20.
-    (Inference only: the oneDNN twin's ELU; :func:`elu` is the network's.)"""
-    return torch.clamp(x, max=0.0).mul_(LOG2_E).exp2_().sub_(1.0)
 
 
 class ExportConvELU(nn.Module):
