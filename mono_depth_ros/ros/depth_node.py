@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from ..camera import CameraInfoError, intrinsics_disagreement
 from ..camera_info_pairing import CameraInfoPairing, header_stamp
 from ..config import DepthNodeConfig
-from ..frame_pipeline import FramePipeline, camera_info_intrinsics, image_msg_to_rgb
+from ..frame_pipeline import FramePipeline, camera_info_intrinsics, camera_info_lens, image_msg_to_rgb
 from ..geometry.rotations import matrix_to_quaternion
 from ..image_conversion import ImageFormatError, depth_to_image_fields
 from ..inference import describe, keep_freed_memory_in_process, load_estimator
@@ -324,20 +324,21 @@ class DepthNode(Node):
             return False
         try:
             K = camera_info_intrinsics(info, msg.width, msg.height)
+            lens = camera_info_lens(info)
         except CameraInfoError as error:
             self._warn(f"camera_info: {error}", f"skipping image on {topic}: {error}")
             return False
         self._check_learned_intrinsics(K, msg.width, msg.height)
 
         # The steps of FramePipeline.run (what infer_bag calls), each output published when ready.
-        prediction = self._pipeline.prediction(rgb, config)
+        prediction = self._pipeline.prediction(rgb, config, K, lens)
         depth = prediction.depth
         if self._shutting_down():
             return False
         self._depth_pub.publish(self._depth_message(msg, depth))
 
         if config.publish_points and not self._shutting_down():  # a big cloud takes a while: not when stopping
-            self._points_pub.publish(self._cloud_message(msg, self._pipeline.cloud(depth, rgb, K, config)))
+            self._points_pub.publish(self._cloud_message(msg, self._pipeline.cloud(depth, rgb, K, config, lens)))
         if config.publish_colored_depth:
             self._colored_pub.publish(self._colored_message(msg, self._pipeline.colored(depth)))
         if self._odometry is not None and not self._shutting_down():

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 
 from mono_depth_ros.bagio.messages import BODY_FRAME, ODOM_FRAME, OPTICAL_FRAME
+from mono_depth_ros.distortion import lens_distortion, undistort_points
 from mono_depth_ros.geometry.rotations import R_BODY_OPTICAL
 
 LEFT_FRAME = OPTICAL_FRAME
@@ -51,22 +51,11 @@ def camera_rays(
     """
     v, u = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
     pixels = np.stack([u.ravel(), v.ravel()], axis=-1)
-    if distortion is None or not np.any(np.asarray(distortion, dtype=np.float64)):
+    lens = lens_distortion(distortion_model, distortion) if distortion is not None else None
+    if lens is None:
         xy = (pixels - K[:2, 2]) / np.array([K[0, 0], K[1, 1]])
     else:
-        D = np.asarray(distortion, dtype=np.float64)
-        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-12)
-        points = pixels.reshape(-1, 1, 2)
-        if distortion_model == "equidistant":
-            xy = cv2.fisheye.undistortPoints(points, K, D.reshape(4, 1), criteria=criteria).reshape(-1, 2)
-        elif distortion_model in ("plumb_bob", "rational_polynomial"):
-            if hasattr(cv2, "undistortPointsIter"):  # OpenCV 4
-                xy = cv2.undistortPointsIter(points, K, D, None, None, criteria)
-            else:  # OpenCV 5 takes the criteria directly
-                xy = cv2.undistortPoints(points, K, D, None, None, None, criteria)
-            xy = xy.reshape(-1, 2)
-        else:
-            raise ValueError(f"unsupported distortion model '{distortion_model}' (plumb_bob, equidistant)")
+        xy = undistort_points(pixels, K, lens)
     return np.concatenate([xy.T, np.ones((1, xy.shape[0]))], axis=0)
 
 

@@ -30,7 +30,7 @@ from ..bagio.writer import STORAGES, BagWriter, make_typestore
 from ..camera import CameraInfoError
 from ..camera_info_pairing import header_stamp
 from ..config import DepthNodeConfig, load_node_config
-from ..frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics
+from ..frame_pipeline import FrameOutputs, FramePipeline, camera_info_intrinsics, camera_info_lens
 from ..image_conversion import ImageFormatError, depth_to_image_fields
 from ..model_file import ModelFileError
 from ..msgtypes import (
@@ -208,10 +208,11 @@ def infer_bag(
                     return
                 try:
                     K = camera_info_intrinsics(info, rgb.shape[1], rgb.shape[0])
+                    lens = camera_info_lens(info)
                 except CameraInfoError as error:
                     skip(SKIP_CAMERA_INFO, f"{topics.camera_info} does not fit an image on {topics.image}: {error}")
                     return
-                outputs: FrameOutputs = pipeline.run(rgb, K, config)
+                outputs: FrameOutputs = pipeline.run(rgb, K, config, lens)
                 header = msg.header
                 write("depth", IMAGE_TYPE, bag_time, messages.depth(header, outputs.depth))
                 if enabled["points"]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from mono_depth_ros import bagio
 from mono_depth_ros.bagio import BagError, BagReader, CameraModel, StreamSummary, TopicSelection
+from mono_depth_ros.distortion import EQUIDISTANT, PLUMB_BOB, DistortionError, lens_distortion, undistort_maps
 from mono_depth_ros.networks import LEARNED_FOCAL_PRIOR
 
 from .config import DataConfig
@@ -71,19 +72,16 @@ class _FramePreparer:
         self.maps = None
         K_output = K_native if K_output is None else K_output
         if camera.is_distorted or not np.allclose(K_output, K_native):
-            model = camera.distortion_model
-            size = native_size
-            if model == "equidistant":
-                self.maps = cv2.fisheye.initUndistortRectifyMap(
-                    K_native, camera.D[:4], np.eye(3), K_output, size, cv2.CV_32FC1
-                )
-            elif model in ("plumb_bob", "rational_polynomial", ""):
-                self.maps = cv2.initUndistortRectifyMap(K_native, camera.D, None, K_output, size, cv2.CV_32FC1)
+            model = camera.distortion_model or PLUMB_BOB  # an unnamed model with D: OpenCV's default
+            D = camera.D[:4] if model == EQUIDISTANT else camera.D
+            try:
+                lens = lens_distortion(model, D)
+            except DistortionError as error:
+                raise BagError(f"{error} (or record rectified images, image_proc's image_rect)") from None
+            if lens is None:
+                self.maps = cv2.initUndistortRectifyMap(K_native, None, None, K_output, native_size, cv2.CV_32FC1)
             else:
-                raise BagError(
-                    f"distortion model '{model}' with non-zero D is not supported (plumb_bob, rational_polynomial, "
-                    f"equidistant); record rectified images (image_proc's image_rect) instead"
-                )
+                self.maps = undistort_maps(K_native, lens, native_size, K_output)
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
         if self.maps is not None:
