@@ -10,10 +10,14 @@ import torch
 from mono_depth_ros.model_file import ModelMetadata, save_model_file
 from mono_depth_ros.networks import DepthNet, PoseNet
 
+# The shared helper modules (not test modules) report failed asserts with their operands, as tests do.
+pytest.register_assert_rewrite("node_harness")
+
 
 # Tiers by file (setup.cfg declares the markers): `make test-fast` runs neither.
-ROS_TEST_FILES = {"test_bag_playback.py", "test_demo.py", "test_launch.py", "test_node_dds.py",
-                  "test_node_odometry.py", "test_node_onnx.py"}
+ROS_TEST_FILES = {"test_bag_playback.py", "test_demo.py", "test_launch.py", "test_node_bad_input.py",
+                  "test_node_lifecycle.py", "test_node_load.py", "test_node_odometry.py", "test_node_onnx.py",
+                  "test_node_outputs.py", "test_node_parameters.py"}
 SLOW_TEST_FILES = {"test_demo.py", "test_distributed.py", "test_odometry_trained.py", "test_train_cli.py",
                    "test_trainer_faults.py"}
 

@@ -280,7 +280,7 @@ def test_existing_output_and_bad_inputs_are_refused(raw_bag, small_model_path, t
 # ---- against the real node over DDS ---------------------------------------------------------------
 def test_output_equals_what_depth_node_publishes_over_dds(raw_bag, small_model_path, tmp_path):
     pytest.importorskip("rclpy")
-    import test_node_dds as dds  # the DDS helpers (node process, test-side ROS node)
+    import node_harness as dds  # the DDS helpers (node process, test-side ROS node)
 
     out = tmp_path / "out"
     assert main(["--bag", str(raw_bag), "--model", str(small_model_path), "--out", str(out), "--no-progress"]) == 0

@@ -1,6 +1,6 @@
 """depth_node's visual odometry over real DDS: `odom` matches the pose network chained in-process.
 
-Reuses the node-process and test-side ROS helpers of test_node_dds. The model has random weights:
+Reuses the node-process and test-side ROS helpers of test/node_harness.py. The model has random weights:
 these tests check the plumbing, frames, chaining, restarts and covariances; how good the motion is
 with a trained model is measured in benchmarks/bench_odometry.py.
 """
@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("rclpy", reason="rclpy is not installed")
 
-import test_node_dds as dds  # noqa: E402  (test/ is on sys.path)
+import node_harness as dds  # noqa: E402  (test/ is on sys.path)
 from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy  # noqa: E402

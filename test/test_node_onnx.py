@@ -1,6 +1,6 @@
 """depth_node running an .onnx model through onnxruntime, over real DDS (loopback, private domain).
 
-Reuses the node-process and test-side ROS helpers of test_node_dds.
+Reuses the node-process and test-side ROS helpers of test/node_harness.py.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytest.importorskip("rclpy", reason="rclpy is not installed")
 pytest.importorskip("onnx", reason="onnx is not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
-import test_node_dds as dds  # noqa: E402  (test/ is on sys.path)
+import node_harness as dds  # noqa: E402  (test/ is on sys.path)
 
 from mono_depth_ros.tools.export_onnx import export_onnx  # noqa: E402
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
