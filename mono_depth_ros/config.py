@@ -106,6 +106,15 @@ def _not_blank(value: str) -> Optional[str]:
     return None if value.strip() else "must not be empty"
 
 
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
+
+def _transport_problem(value: str) -> Optional[str]:
+    return None if value in IMAGE_TRANSPORTS else (
+        f"is '{value}': use raw (sensor_msgs/Image on `image`) or compressed (sensor_msgs/CompressedImage, "
+        "jpeg or png, on `image/compressed`)")
+
+
 @dataclass(frozen=True)
 class DepthNodeConfig:
     """depth_node's parameters, in the order the docs list them. Descriptions are Markdown; links
@@ -119,6 +128,10 @@ class DepthNodeConfig:
         read_only=True, allowed="`cuda`, `cuda:N`, `cpu`", check=_device_problem)
     half_precision: bool = parameter(
         False, "Run the network in float16 on CUDA (ignored on the CPU). Not for `.onnx` models.", read_only=True)
+    image_transport: str = parameter(
+        "raw", "How images arrive, named as image_transport does: `raw` subscribes to `image` "
+        "(sensor_msgs/Image), `compressed` to `image/compressed` (sensor_msgs/CompressedImage, jpeg or png), "
+        "after `image` is remapped.", read_only=True, allowed="`raw`, `compressed`", check=_transport_problem)
     output_min_depth: float = parameter(
         0.1, "Metres. The node's output clip: closer depth is published as -inf in `depth` and NaN in `points` "
         "(REP 118). Not the network's own range (`min_depth` / `max_depth` in the model file, fixed by "

@@ -1,11 +1,11 @@
-"""sensor_msgs/Image <-> NumPy without cv_bridge (plain NumPy, no ROS import).
+"""sensor_msgs/Image and CompressedImage <-> NumPy without cv_bridge (plain NumPy, no ROS import).
 
 Functions take the message's fields rather than the message, so they are
 testable without rclpy and the node stays a thin wrapper.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -86,3 +86,55 @@ def rgb_to_image_fields(rgb: np.ndarray) -> Tuple[str, int, np.ndarray]:
     """RGB (H, W, 3) uint8 -> (encoding 'rgb8', step, bytes as uint8 array)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     return "rgb8", rgb.shape[1] * 3, rgb.reshape(-1)
+
+
+def _byte_array(data) -> np.ndarray:
+    """A message's uint8[] (bytes, array('B') from rclpy, a NumPy array from rosbags) -> 1-D uint8 view."""
+    if isinstance(data, (bytes, bytearray, memoryview)) or hasattr(data, "typecode"):
+        return np.frombuffer(data, dtype=np.uint8)
+    return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def compressed_image_size(data) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG or JPEG header, without decoding; None when the header says neither.
+
+    Lets a consumer refuse an oversized image before it spends the memory and time to decode it."""
+    head = _byte_array(data)[:65536].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    position = 2
+    while position + 4 <= len(head):  # JPEG segments up to the frame header (SOFn)
+        if head[position] != 0xFF:
+            return None
+        marker = head[position + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            position += 2
+            continue
+        length = int.from_bytes(head[position + 2:position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and position + 9 <= len(head):
+            return int.from_bytes(head[position + 7:position + 9], "big"), int.from_bytes(head[position + 5:position + 7], "big")
+        position += 2 + length
+    return None
+
+
+def compressed_to_rgb(image_format: str, data) -> np.ndarray:
+    """sensor_msgs/CompressedImage (format, data: jpeg or png, 8 or 16 bit, grey, colour or with alpha)
+    -> (H, W, 3) uint8 RGB. Raises ImageFormatError saying what is wrong."""
+    image_format = str(image_format)
+    if "compresseddepth" in image_format.lower():
+        raise ImageFormatError(f"'{image_format}' is a compressed depth image, not a camera image")
+    buffer = _byte_array(data)
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    if decoded is None:
+        raise ImageFormatError(
+            f"cv2.imdecode could not decode {buffer.size} bytes of format '{image_format}' (jpeg or png expected)"
+        )
+    if decoded.dtype == np.uint16:
+        decoded = (decoded >> 8).astype(np.uint8)
+    if decoded.ndim == 2:
+        return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
+    if decoded.shape[2] == 4:
+        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)

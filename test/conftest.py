@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("node_harness")
 # Tiers by file (setup.cfg declares the markers): `make test-fast` runs neither.
 ROS_TEST_FILES = {"test_bag_playback.py", "test_demo.py", "test_launch.py", "test_node_bad_input.py",
                   "test_node_lifecycle.py", "test_node_load.py", "test_node_odometry.py", "test_node_onnx.py",
-                  "test_node_outputs.py", "test_node_parameters.py"}
+                  "test_node_outputs.py", "test_node_parameters.py", "test_node_transport.py"}
 SLOW_TEST_FILES = {"test_demo.py", "test_distributed.py", "test_odometry_trained.py", "test_train_cli.py",
                    "test_trainer_faults.py"}
 

@@ -43,7 +43,7 @@ def test_each_field_is_declared_once_with_its_spec():
         assert len(spec.description) > 10, name
     # Parameters that rebuild the model need a restart; the rest can change at run time.
     assert {name for name, spec in PARAMETERS.items() if spec.read_only} == {
-        "model_path", "device", "half_precision", "publish_odometry", "odom_frame", "odometry_child_frame", "publish_tf"}
+        "model_path", "device", "half_precision", "image_transport", "publish_odometry", "odom_frame", "odometry_child_frame", "publish_tf"}
     assert RENAMED == {"min_depth": "output_min_depth", "max_depth": "output_max_depth"}
 
 
@@ -395,3 +395,10 @@ def test_a_checkpoints_saved_config_with_old_keys_loads_quietly():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert config_from_dict(saved, warn_renamed=False).val.max_gt_depth == 70.0
+
+
+def test_image_transport_takes_raw_or_compressed():
+    assert DepthNodeConfig(model_path="m").image_transport == "raw"
+    spec = PARAMETERS["image_transport"]
+    assert spec.check("compressed") is None and spec.check("raw") is None
+    assert "use raw" in spec.check("theora") and "image/compressed" in spec.check("theora")

@@ -4,12 +4,15 @@ from __future__ import annotations
 import array
 import struct
 
+import cv2
 import numpy as np
 import pytest
 
 from mono_depth_ros.image_conversion import (
     SUPPORTED_ENCODINGS,
     ImageFormatError,
+    compressed_image_size,
+    compressed_to_rgb,
     depth_to_image_fields,
     image_to_rgb,
     rgb_to_image_fields,
@@ -163,3 +166,26 @@ def test_rgb_fields_round_trip_through_decoder():
     encoding, step, data = rgb_to_image_fields(RGB)
     assert (encoding, step) == ("rgb8", 9)
     np.testing.assert_array_equal(image_to_rgb(encoding, 2, 3, step, data.tobytes()), RGB)
+
+
+@pytest.mark.parametrize("extension, channels", [(".png", 3), (".png", 1), (".jpg", 3), (".png", 4)])
+def test_compressed_header_size_and_decoding(extension, channels):
+    rng = np.random.default_rng(4)
+    shape = (37, 53) if channels == 1 else (37, 53, channels)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    ok, encoded = cv2.imencode(extension, image)
+    assert ok
+    assert compressed_image_size(encoded) == (53, 37)
+    rgb = compressed_to_rgb(f"bgr8; {extension[1:]} compressed bgr8", encoded)
+    assert rgb.shape == (37, 53, 3) and rgb.dtype == np.uint8
+    if extension == ".png":  # lossless: the exact pixels, as RGB
+        expected = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[channels]
+        np.testing.assert_array_equal(rgb, cv2.cvtColor(image, expected))
+
+
+def test_compressed_problems_are_named():
+    assert compressed_image_size(b"not an image") is None
+    with pytest.raises(ImageFormatError, match="could not decode 12 bytes of format 'jpeg'"):
+        compressed_to_rgb("jpeg", np.frombuffer(b"not an image", np.uint8))
+    with pytest.raises(ImageFormatError, match="compressed depth image"):
+        compressed_to_rgb("16UC1; compressedDepth", np.zeros(4, np.uint8))

@@ -11,11 +11,8 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
 from node_harness import (  # noqa: E402  (test/ is on sys.path)
-    PublisherEventCallbacks, depth_array, ros_session, small_frame, started_node,
+    depth_array, ros_session, small_frame, started_node,
 )
 
 
@@ -136,20 +133,3 @@ def test_descriptors_carry_description_read_only_flag_and_range(param_node):
     assert "old name of output_min_depth" in old.description
     results = param_node.set_parameters({"points_stride": 65})
     assert not results[0].successful and "points_stride" in results[0].reason
-
-
-def test_best_effort_camera_without_override_is_reported(param_node):
-    """The default subscription is reliable; a best-effort camera cannot match it and must not go unnoticed."""
-    publisher = param_node.ros.node.create_publisher(
-        Image,
-        f"{param_node.namespace}/image",
-        qos_profile_sensor_data,
-        event_callbacks=PublisherEventCallbacks(incompatible_qos=lambda event: None),  # expected here
-    )
-    try:
-        hint = f"qos_overrides.{param_node.namespace}/image.subscription.reliability: best_effort"
-        if not param_node.process.wait_for_output(hint, 20.0, param_node.ros.spin_for):
-            param_node.fail("no warning about the best-effort image publisher")
-    finally:
-        param_node.ros.node.destroy_publisher(publisher)
-

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import cv2
 import numpy as np
 
-from ..image_conversion import ImageFormatError, image_to_rgb
+from ..image_conversion import ImageFormatError, compressed_to_rgb, image_to_rgb
 from ..msgtypes import COMPRESSED_TYPE, IMAGE_TYPE
 
 
@@ -95,22 +94,7 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
             str(msg.encoding), int(msg.height), int(msg.width), int(msg.step), msg.data, bool(msg.is_bigendian)
         )
     if msgtype == COMPRESSED_TYPE:
-        image_format = str(msg.format)
-        if "compresseddepth" in image_format.lower():
-            raise ImageFormatError(f"'{image_format}' is a compressed depth image, not a camera image")
-        buffer = np.asarray(msg.data, dtype=np.uint8)
-        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        if decoded is None:
-            raise ImageFormatError(
-                f"cv2.imdecode could not decode {buffer.size} bytes of format '{image_format}' (jpeg or png expected)"
-            )
-        if decoded.dtype == np.uint16:
-            decoded = (decoded >> 8).astype(np.uint8)
-        if decoded.ndim == 2:
-            return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
-        if decoded.shape[2] == 4:
-            return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
-        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        return compressed_to_rgb(str(msg.format), msg.data)
     raise ImageFormatError(f"message type {msgtype} is not an image")
 
 

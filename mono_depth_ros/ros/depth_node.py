@@ -19,8 +19,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSHistoryPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
-from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
+from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
@@ -29,19 +28,15 @@ from ..camera_info_pairing import CameraInfoPairing, header_stamp
 from ..config import DepthNodeConfig
 from ..frame_pipeline import FramePipeline, camera_info_intrinsics, camera_info_lens, image_msg_to_rgb
 from ..geometry.rotations import matrix_to_quaternion
-from ..image_conversion import ImageFormatError, depth_to_image_fields
+from ..image_conversion import ImageFormatError, compressed_image_size, compressed_to_rgb, depth_to_image_fields
 from ..inference import describe, keep_freed_memory_in_process, load_estimator
 from ..model_file import HOW_TO_GET_A_MODEL, ModelFileError
 from ..msgtypes import COLORED_OUTPUT, DEPTH_OUTPUT, POINTS_OUTPUT
 from ..pointcloud import POINT_FIELDS, POINT_STEP
 from ..networks import encoder_label
 from ..visual_odometry import PoseRunner, StillGate, VisualOdometry, chain_break_reason
+from .image_subscription import ImageSubscription, ImageSubscriptionError
 from .parameters import NodeParameters
-
-try:
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks
 
 WARNING_PERIOD_S = 5.0
 SPIN_PERIOD_S = 0.25  # longest a missed shutdown wake-up can delay exit
@@ -59,17 +54,26 @@ def _to_uint8_array(buffer: np.ndarray) -> array.array:
     return out
 
 
-def frame_problem(image: Image, info: CameraInfo, config: DepthNodeConfig) -> Optional[Tuple[str, str]]:
-    """Why this image must be skipped before it is decoded -> (throttle key, text), or None.
+def image_size(image) -> Optional[Tuple[int, int]]:
+    """(width, height) of an Image, or of a CompressedImage from its jpeg/png header (None: unreadable)."""
+    if hasattr(image, "width"):
+        return int(image.width), int(image.height)
+    return compressed_image_size(image.data)
+
+
+def frame_problem(image, info: CameraInfo, config: DepthNodeConfig) -> Optional[Tuple[str, str]]:
+    """Why this image (Image or CompressedImage) must be skipped before it is decoded -> (throttle key,
+    text), or None. The key names the cause, so that each cause is reported on its own.
 
     Checked first because they are cheap and guard what decoding would cost (a huge image)
     or what it would get wrong (intrinsics of another camera).
     """
-    pixels = int(image.width) * int(image.height)
+    width, height = image_size(image) or (0, 0)
+    pixels = width * height
     if pixels > config.max_image_pixels:
         return (
-            "image too large",
-            f"the image is {image.width}x{image.height} ({pixels / 1e6:.1f} MP), more than max_image_pixels "
+            f"image too large: {image.header.frame_id} {width}x{height}",
+            f"the image is {width}x{height} ({pixels / 1e6:.1f} MP), more than max_image_pixels "
             f"({config.max_image_pixels}); raise max_image_pixels or publish a resized image (image_proc resize)",
         )
     frame_id = image.header.frame_id
@@ -189,26 +193,13 @@ class DepthNode(Node):
         self._info_sub = self.create_subscription(
             CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data
         )
-        # Reliable, newest frame only. Best-effort would match every camera, but Fast DDS then drops any
-        # image with a lost fragment, i.e. most images of 1 MB and more; drivers publish reliable by
-        # default. Cameras that publish best-effort: set qos_overrides.<image topic>.subscription.reliability.
-        image_qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
+        # Newest frame only; reliability follows the camera's publishers (image_subscription.py).
         try:
-            self._image_sub = self.create_subscription(
-                Image,
-                "image",
-                self._on_image,
-                image_qos,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_image_qos),
-            )
-        except (InvalidQosOverridesError, KeyError, ValueError, TypeError, RuntimeError) as error:
+            self._image_input = ImageSubscription(self, self._config.image_transport, self._on_image, self._warn)
+        except ImageSubscriptionError as error:
             if not self.context.ok():
                 raise ExternalShutdownException() from error
-            raise StartupError(
-                f"invalid qos_overrides for the image subscription ({error}): reliability is 'reliable' or "
-                "'best_effort', history 'keep_last', depth a positive integer"
-            ) from error
+            raise StartupError(str(error)) from error
 
     # ---- parameters -------------------------------------------------------------------------
     def _declare_parameters(self) -> DepthNodeConfig:
@@ -228,21 +219,6 @@ class DepthNode(Node):
     # ---- callbacks (executor thread) ---------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_infos.add(header_stamp(msg), msg)
-
-    def _on_incompatible_image_qos(self, event) -> None:
-        topic = self._image_sub.topic_name
-        policy = QoSPolicyKind(event.last_policy_kind)  # a plain int on some distributions
-        hint = ""
-        if policy == QoSPolicyKind.RELIABILITY:
-            hint = (
-                f" The camera publishes best-effort: make it publish reliable, or set the parameter "
-                f"qos_overrides.{topic}.subscription.reliability: best_effort (large images may then be lost)."
-            )
-        self._warn(
-            f"incompatible QoS: {policy.name}",
-            f"a publisher on {topic} offers a QoS incompatible with this subscription "
-            f"({policy.name}); no images arrive from it.{hint}",
-        )
 
     def _on_image(self, msg: Image) -> None:
         with self._condition:
@@ -268,8 +244,8 @@ class DepthNode(Node):
                     return  # the publishers went away under us during shutdown: nothing to report
                 stamp = msg.header.stamp
                 self._warn(
-                    "processing",
-                    f"frame {stamp.sec}.{stamp.nanosec:09d} on {self._image_sub.topic_name} failed: {error!r}",
+                    f"processing: {type(error).__name__}: {error}",
+                    f"frame {stamp.sec}.{stamp.nanosec:09d} on {self._image_input.topic_name} failed: {error!r}",
                 )
 
     def _shutting_down(self) -> bool:
@@ -298,7 +274,7 @@ class DepthNode(Node):
         config = self._config
         # The camera_info with the image's stamp (it may follow the image by a moment), else the newest.
         info = self._camera_infos.info_for(header_stamp(msg))
-        topic = self._image_sub.topic_name
+        topic = self._image_input.topic_name
         if info is None:
             self._warn(
                 "no_camera_info",
@@ -318,17 +294,18 @@ class DepthNode(Node):
                 "not show them); set the camera driver's frame_id (e.g. camera_optical_frame)",
             )
         try:
-            rgb = image_msg_to_rgb(msg)
+            rgb = image_msg_to_rgb(msg) if hasattr(msg, "encoding") else compressed_to_rgb(msg.format, msg.data)
         except ImageFormatError as error:
-            self._warn(f"image: {error}", f"skipping image on {topic}: {error}")
+            self._warn(f"image: {msg.header.frame_id}: {error}", f"skipping image on {topic}: {error}")
             return False
+        height, width = rgb.shape[:2]
         try:
-            K = camera_info_intrinsics(info, msg.width, msg.height)
+            K = camera_info_intrinsics(info, width, height)
             lens = camera_info_lens(info)
         except CameraInfoError as error:
-            self._warn(f"camera_info: {error}", f"skipping image on {topic}: {error}")
+            self._warn(f"camera_info: {info.header.frame_id}: {error}", f"skipping image on {topic}: {error}")
             return False
-        self._check_learned_intrinsics(K, msg.width, msg.height)
+        self._check_learned_intrinsics(K, width, height)
 
         # The steps of FramePipeline.run (what infer_bag calls), each output published when ready.
         prediction = self._pipeline.prediction(rgb, config, K, lens)
