@@ -1,12 +1,11 @@
-"""CameraInfo -> intrinsics for the image at hand (plain NumPy, no ROS import)."""
+"""CameraInfo -> intrinsics for the image at hand (plain NumPy: no torch, no ROS import)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
-from .geometry import scale_intrinsics
+from .geometry.intrinsics import scale_intrinsics
 
 
 class CameraInfoError(ValueError):
@@ -53,7 +52,7 @@ def intrinsics_for_image(
     K[0, 2] -= roi_x_offset
     K[1, 2] -= roi_y_offset
     if bin_x > 1 or bin_y > 1:
-        K = scale_intrinsics(torch.from_numpy(K), 1.0 / bin_x, 1.0 / bin_y).numpy()
+        K = scale_intrinsics(K, 1.0 / bin_x, 1.0 / bin_y)
     return K
 
 

@@ -4,6 +4,10 @@ A model file holds the depth network under ``depth.*`` and, optionally, the pose
 network under ``pose.*``. Its metadata says everything the node needs to run it
 (architecture, input size, depth range, whether depth is metric). Loading never
 executes code from the file: safetensors stores raw tensors only.
+
+The metadata (:class:`ModelMetadata`, :func:`read_model_metadata`, :data:`METADATA_KEY`,
+:class:`ModelFileError`) needs no torch: importing this module does not import it, so a node running
+an ``.onnx`` model never does. Building, loading and saving networks import it when called.
 """
 from __future__ import annotations
 
@@ -13,11 +17,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-import torch
-from .networks import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS, DepthNet, PoseNet
+from .networks.choices import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS
 from .safetensors_io import SafetensorsFormatError, read_safetensors, read_safetensors_header, write_safetensors
+
+if TYPE_CHECKING:
+    import torch
+
+    from .networks import DepthNet, PoseNet
 
 FORMAT_NAME = "mono_depth_ros"
 # 2: adds ``encoder``. Version 1 files (no such field) hold ResNets and still load.
@@ -196,6 +204,8 @@ class LoadedModel:
 
 def build_depth_net(metadata: ModelMetadata, pretrained: bool = False) -> DepthNet:
     """The depth network the metadata describes (the semantic branch's weights come from the file)."""
+    from .networks import DepthNet
+
     return DepthNet(
         num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder,
         upsampling=metadata.upsampling, semantic=metadata.semantic, stereo_head=metadata.stereo_head,
@@ -204,6 +214,8 @@ def build_depth_net(metadata: ModelMetadata, pretrained: bool = False) -> DepthN
 
 
 def build_pose_net(metadata: ModelMetadata, pretrained: bool = False) -> PoseNet:
+    from .networks import PoseNet
+
     return PoseNet(num_layers=metadata.num_layers, pretrained=pretrained, encoder=metadata.encoder,
                    camera_head=metadata.intrinsics != "given")
 

@@ -4,29 +4,33 @@ Format: 8-byte little-endian header length N, N bytes of JSON
 ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}``,
 then the raw little-endian tensor bytes. Files written here load with the official
 ``safetensors`` library and vice versa. Reading never executes code.
+
+Importing this module and reading a header (:func:`read_safetensors_header`) do not import torch;
+reading and writing tensors do.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
+# safetensors dtype -> the name of the torch dtype it holds (torch is imported only for tensors).
+_DTYPE_NAMES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
 }
-_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 MAX_HEADER_BYTES = 100_000_000
 
 
@@ -34,8 +38,18 @@ class SafetensorsFormatError(ValueError):
     """The bytes are not a well-formed safetensors file."""
 
 
+def _torch_dtypes() -> Dict[str, "torch.dtype"]:
+    """safetensors dtype name -> torch dtype (imports torch)."""
+    import torch
+
+    return {name: getattr(torch, attribute) for name, attribute in _DTYPE_NAMES.items()}
+
+
 def write_safetensors(path, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None) -> None:
     """Write tensors (any device; copied to CPU) and string metadata to ``path``."""
+    import torch
+
+    names = {dtype: name for name, dtype in _torch_dtypes().items()}
     header: Dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -43,12 +57,12 @@ def write_safetensors(path, tensors: Dict[str, torch.Tensor], metadata: Optional
     offset = 0
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
-        if tensor.dtype not in _NAMES:
+        if tensor.dtype not in names:
             raise TypeError(f"{name}: dtype {tensor.dtype} cannot be stored")
         data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
         if sys.byteorder != "little":  # pragma: no cover - all supported platforms are little-endian
             raise RuntimeError("big-endian hosts are not supported")
-        header[name] = {"dtype": _NAMES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -89,6 +103,9 @@ def read_safetensors_header(path) -> Tuple[dict, int]:
 
 def read_safetensors(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """-> (tensors on the CPU, metadata). Checks every entry against the file's size."""
+    import torch
+
+    dtypes = _torch_dtypes()
     header, data_start = read_safetensors_header(path)
     metadata = header.pop("__metadata__", None) or {}
     with open(path, "rb") as stream:
@@ -97,7 +114,7 @@ def read_safetensors(path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     tensors: Dict[str, torch.Tensor] = {}
     for name, entry in header.items():
         try:
-            dtype = _DTYPES[entry["dtype"]]
+            dtype = dtypes[entry["dtype"]]
             shape = [int(n) for n in entry["shape"]]
             begin, end = (int(n) for n in entry["data_offsets"])
         except (KeyError, TypeError, ValueError) as error:

@@ -7,18 +7,23 @@ Frames (REP 103 / 105):
 
 The pose network predicts ``T_later_earlier`` (points of the earlier camera frame in the later one);
 the camera's new pose is ``T_odom_camera[k] = T_odom_camera[k-1] @ inverse(T_later_earlier)``.
+
+Importing this module does not import torch (depth_node imports it with an .onnx model too, which
+has no pose network): the functions that need torch import it when first called.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .geometry import R_BODY_OPTICAL, invert_transform, matrix_to_axis_angle, pose_vector_to_matrix
-from .networks import PoseNet
+from .geometry.rotations import R_BODY_OPTICAL, matrix_to_axis_angle
+
+if TYPE_CHECKING:
+    import torch
+
+    from .networks import PoseNet
 
 # Floors of the standard deviations reported in the covariances: even a standing camera is not
 # known better than this.
@@ -68,6 +73,8 @@ class VisualOdometry:
         step = float(np.linalg.norm(T_earlier_later[:3, 3]))
         self.distance_m += step
         self.frames += 1
+        import torch  # here, not at the top: see the module's docstring
+
         rotation = matrix_to_axis_angle(torch.from_numpy(T_earlier_later[None, :3, :3]))[0].numpy()
         linear = T_earlier_later[:3, 3] / dt_s
         angular = rotation / dt_s
@@ -88,6 +95,10 @@ class VisualOdometry:
 
 
 def _invert(T: np.ndarray) -> np.ndarray:
+    import torch
+
+    from .geometry.transforms import invert_transform
+
     return invert_transform(torch.from_numpy(T[None]))[0].numpy()
 
 
@@ -108,6 +119,8 @@ def image_change(earlier: torch.Tensor, later: torch.Tensor) -> float:
     earlier, later: (1, 3, h, w) RGB in [0, 1] -> float. Grey thumbnails 4x smaller (area average)
     as in the trainer's static-frame test (data.min_photometric_change compares the same number).
     """
+    import torch.nn.functional as F
+
     weights = earlier.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
 
     def thumbnail(image: torch.Tensor) -> torch.Tensor:
@@ -160,13 +173,19 @@ class PoseRunner:
     """
 
     def __init__(self, pose_net: PoseNet, device: torch.device):
+        import torch
+
         self.net = pose_net.eval().to(device)
         self.device = torch.device(device)
 
-    @torch.inference_mode()
     def relative_pose(self, earlier: torch.Tensor, later: torch.Tensor) -> np.ndarray:
-        axis_angle, translation = self.net(earlier.float(), later.float())
-        return pose_vector_to_matrix(axis_angle.double(), translation.double())[0].cpu().numpy()
+        import torch
+
+        from .geometry.transforms import pose_vector_to_matrix
+
+        with torch.inference_mode():
+            axis_angle, translation = self.net(earlier.float(), later.float())
+            return pose_vector_to_matrix(axis_angle.double(), translation.double())[0].cpu().numpy()
 
 
 def chain_break_reason(previous_stamp_s: Optional[float], stamp_s: float, max_gap_s: float) -> Optional[Tuple[str, str]]:

@@ -2,7 +2,9 @@
 
 Submodules
 ----------
-* :mod:`.camera` -- intrinsics, pixel grids and rays, back-projection and projection (torch).
+* :mod:`.intrinsics` -- :func:`~.intrinsics.scale_intrinsics`, the K of a resized image (NumPy
+  arrays or PyTorch tensors). **Torch-free to import.**
+* :mod:`.camera` -- pixel grids and rays, back-projection and projection (torch).
 * :mod:`.transforms` -- rigid transforms and pose vectors (torch).
 * :mod:`.rotations` -- rotation matrices, rotation vectors, quaternions, roll-pitch-yaw, angles
   (NumPy; batched PyTorch for axis-angle). **Torch-free to import.**
@@ -12,8 +14,8 @@ Submodules
 
 Every public name of the submodules is available here (``from mono_depth_ros.geometry import
 backproject``). The torch-free submodules are imported with the package; the torch ones on first
-use of one of their names, so ``import mono_depth_ros.geometry.disparity`` (or ``.rotations``)
-does not import torch.
+use of one of their names, so ``import mono_depth_ros.geometry`` (or ``.disparity``, ``.rotations``,
+``.intrinsics``) does not import torch.
 
 Conventions
 -----------
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 from ..lazy_exports import lazy_attributes
 
 from .disparity import DisparityRange, depth_from_scaled_disparity, depth_to_disparity, disparity_to_depth
+from .intrinsics import scale_intrinsics
 from .rotations import (
     R_BODY_OPTICAL,
     angle_between_deg,
@@ -45,7 +48,7 @@ from .rotations import (
 )
 
 if TYPE_CHECKING:
-    from .camera import backproject, pixel_grid, pixel_rays, project, scale_intrinsics
+    from .camera import backproject, pixel_grid, pixel_rays, project
     from .transforms import invert_transform, matrix_to_pose_vector, pose_vector_to_matrix, transform_points
     from .warping import pixels_to_grid, pixels_to_grid_affine, reproject_coordinates, warp_image
 
@@ -55,7 +58,6 @@ _TORCH_EXPORTS = {
     "pixel_grid": "camera",
     "pixel_rays": "camera",
     "project": "camera",
-    "scale_intrinsics": "camera",
     "invert_transform": "transforms",
     "matrix_to_pose_vector": "transforms",
     "pose_vector_to_matrix": "transforms",

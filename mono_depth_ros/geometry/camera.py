@@ -1,4 +1,5 @@
-"""Pinhole camera geometry on batched tensors: intrinsics, pixel rays, back-projection, projection.
+"""Pinhole camera geometry on batched tensors: pixel rays, back-projection, projection (and
+:func:`~.intrinsics.scale_intrinsics`, re-exported from its torch-free home :mod:`.intrinsics`).
 
 Frames and pixel conventions are those of :mod:`mono_depth_ros.geometry` (ROS optical frames,
 pixel centres at integer coordinates, ``K = [[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` in pixels).
@@ -7,28 +8,7 @@ from __future__ import annotations
 
 import torch
 
-
-def scale_intrinsics(K: torch.Tensor, scale_x: float, scale_y: float) -> torch.Tensor:
-    """Intrinsics of an image resized by (scale_x, scale_y), pixel-centre exact.
-
-    Args:
-        K: (..., 3, 3) intrinsics of the original image, pixels.
-        scale_x, scale_y: new width / old width and new height / old height.
-
-    Returns:
-        (..., 3, 3) intrinsics of the resized image, pixels (a new tensor; K is not modified).
-
-    A resize maps pixel-centre coordinates as ``u' + 0.5 = (u + 0.5) * scale``, so the
-    principal point moves by half a pixel as well as scaling (this matters for
-    non-centred principal points and for large scale changes).
-    """
-    scaled = K.clone()
-    scaled[..., 0, 0] = K[..., 0, 0] * scale_x
-    scaled[..., 0, 1] = K[..., 0, 1] * scale_x
-    scaled[..., 1, 1] = K[..., 1, 1] * scale_y
-    scaled[..., 0, 2] = (K[..., 0, 2] + 0.5) * scale_x - 0.5
-    scaled[..., 1, 2] = (K[..., 1, 2] + 0.5) * scale_y - 0.5
-    return scaled
+from .intrinsics import scale_intrinsics  # noqa: F401  (its home: .intrinsics, torch-free)
 
 
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     )
     from .torch_backend import DepthEstimator, fold_batch_norms
 
-# Names of the submodules that import torch (or model_file, which does), imported on first use.
+# Names imported on first use: torch_backend imports torch; loading and onnx_backend do not (an .onnx
+# model runs without torch), and need not load with the package.
 _LAZY_EXPORTS = {
     "DepthEstimator": "torch_backend",
     "fold_batch_norms": "torch_backend",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Protocol, Tuple
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:  # (model_file imports torch)
+if TYPE_CHECKING:  # for annotations only
     from ..model_file import ModelMetadata
 
 

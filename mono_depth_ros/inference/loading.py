@@ -1,6 +1,7 @@
 """Pick the inference backend by the model file's name and load it: ``.onnx`` through onnxruntime
 (:class:`~.onnx_backend.OnnxDepthEstimator`), anything else as a ``.safetensors`` model file run by
-PyTorch (:class:`~.torch_backend.DepthEstimator`, imported only then)."""
+PyTorch (:class:`~.torch_backend.DepthEstimator`, imported only then: an ``.onnx`` model runs
+without torch installed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,9 +9,9 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from ..devices import auto_device
-from ..model_file import ModelMetadata
+from ..model_file import ModelFileError, ModelMetadata
 from .backend import DepthBackend
-from .onnx_backend import OnnxDepthEstimator, is_onnx_path
+from .onnx_backend import HOW_TO_EXPORT, OnnxDepthEstimator, is_onnx_path
 
 
 @dataclass
@@ -41,6 +42,14 @@ def load_estimator(path: Union[str, Path], device: str = "cuda", half: bool = Fa
         onnx_estimator = OnnxDepthEstimator(path, device, half, threads)
         return LoadedEstimator(onnx_estimator, onnx_estimator.metadata, path, onnx_estimator.backend,
                                onnx_estimator.device, list(onnx_estimator.warnings))
+    try:
+        import torch  # noqa: F401  (imported here to say what to do when it is missing)
+    except ImportError as error:
+        raise ModelFileError(
+            f"{path}: .safetensors models run through PyTorch, which cannot be imported ({error}). Install it "
+            f"(`pip install torch`), or run the model's .onnx export through onnxruntime, which needs no PyTorch. "
+            f"{HOW_TO_EXPORT}, on a machine with PyTorch."
+        ) from error
     from ..model_file import load_model_file
     from .torch_backend import DepthEstimator
 

@@ -3,11 +3,13 @@
 :class:`OnnxDepthEstimator` is a :class:`~.backend.DepthBackend`, as DepthEstimator is, so
 FramePipeline, depth_node and infer_bag run either (:func:`~.loading.load_estimator` picks one by
 the file name). onnxruntime is imported only when an .onnx file is loaded, so the package works
-without it. This module's own code does not need torch (the metadata's home, model_file, still
-imports it; so does :func:`default_threads`).
+without it. Nothing here imports torch (neither does model_file, the metadata's home), so a
+process that runs only .onnx models needs no PyTorch (docs/onnx.md, "Running without PyTorch").
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -56,10 +58,18 @@ def _first_line(error: Exception) -> str:
 
 
 def default_threads() -> int:
-    """As many intra-op threads as PyTorch uses (it honours OMP_NUM_THREADS), so both backends compare."""
-    import torch
-
-    return max(1, torch.get_num_threads())
+    """As many intra-op threads as PyTorch uses, so both backends compare, without importing torch:
+    PyTorch's count when torch is loaded already, else MKL_NUM_THREADS or OMP_NUM_THREADS (which
+    PyTorch honours, in that order), else 0: onnxruntime's own default, one thread per physical core,
+    as PyTorch's default is."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return max(1, torch.get_num_threads())
+    for name in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 class OnnxDepthEstimator:
@@ -71,9 +81,9 @@ class OnnxDepthEstimator:
 
     def __init__(self, path, device: str = "cpu", half: bool = False, threads: Optional[int] = None,
                  spinning: bool = False):
-        """``threads``: intra-op threads (default: PyTorch's count). ``spinning``: let idle pool threads
-        busy-wait for the next run (onnxruntime's default); off, they leave the cores to the rest of the
-        node (point cloud, DDS) between frames."""
+        """``threads``: intra-op threads (default: PyTorch's count, :func:`default_threads`). ``spinning``:
+        let idle pool threads busy-wait for the next run (onnxruntime's default); off, they leave the cores
+        to the rest of the node (point cloud, DDS) between frames."""
         self.path = Path(path)
         ort = import_onnxruntime(self.path)
         if not self.path.exists():

@@ -17,53 +17,79 @@ frozen semantic features fused into the depth encoder (``semantic=True``, torchv
 LR-ASPP MobileNetV3-Large), a Monodepth v1 style two-channel (left, right) disparity head
 (``stereo_head=True``), and a camera head on the pose encoder that predicts intrinsics
 (``PoseNet(camera_head=True)``, after "Depth from Videos in the Wild").
+
+The choices a model file names (ENCODERS, SUPPORTED_RESNETS, DECODER_UPSAMPLING, INTRINSICS_MODES)
+and :func:`encoder_label` live in :mod:`.choices`, which does not import torch; they are imported
+with the package. Every other name is imported from its (torch) submodule on first use (PEP 562),
+so ``import mono_depth_ros.networks`` does not import torch.
 """
-from .depth import (
-    DECODER_CHANNELS,
-    DECODER_UPSAMPLING,
-    SEGMENTATION_MEAN,
-    SEGMENTATION_STD,
-    SEMANTIC_NETWORK,
-    DepthDecoder,
-    DepthNet,
-    PixelShuffleUpsample,
-    SemanticBranch,
-    SemanticWeightsUnavailable,
-)
-from .efficientnet_lite0 import (
-    EFFICIENTNET_LITE0_PACKAGE,
-    EFFICIENTNET_LITE_MEAN,
-    EFFICIENTNET_LITE_STD,
-    LITE0_FEATURE_BLOCKS,
-    ConvBN,
-    EfficientNetLite0Encoder,
-    MBConvBlock,
-    efficientnet_lite0_weights_path,
-    lite0_state_dict_from_package,
-)
-from .encoders import ENCODERS, IMAGENET_MEAN, IMAGENET_STD, SUPPORTED_RESNETS, ResnetEncoder, build_encoder, encoder_label
-from .layers import (
-    FRAME_DIFFERENCE_SHARE,
-    ConvELU,
-    ExportConvELU,
-    PretrainedWeightsUnavailable,
-    ReflectConv3x3,
-    elu,
-    stacked_frame_filters,
-)
-from .pose import (
-    CAMERA_HEAD_SCALE,
-    INTRINSICS_MODES,
-    LEARNED_FOCAL_PRIOR,
-    MIN_LEARNED_FOCAL,
-    PRINCIPAL_POINT_RANGE,
-    REFINE_FOCAL_RANGE,
-    REFINE_PRINCIPAL_RANGE,
-    CameraHead,
-    PoseDecoder,
-    PoseNet,
-    intrinsics_from_camera_head,
-)
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_attributes
+
+from .choices import DECODER_UPSAMPLING, ENCODERS, INTRINSICS_MODES, SUPPORTED_RESNETS, encoder_label
+
+if TYPE_CHECKING:
+    from .depth import (
+        DECODER_CHANNELS,
+        SEGMENTATION_MEAN,
+        SEGMENTATION_STD,
+        SEMANTIC_NETWORK,
+        DepthDecoder,
+        DepthNet,
+        PixelShuffleUpsample,
+        SemanticBranch,
+        SemanticWeightsUnavailable,
+    )
+    from .efficientnet_lite0 import (
+        EFFICIENTNET_LITE0_PACKAGE,
+        EFFICIENTNET_LITE_MEAN,
+        EFFICIENTNET_LITE_STD,
+        LITE0_FEATURE_BLOCKS,
+        ConvBN,
+        EfficientNetLite0Encoder,
+        MBConvBlock,
+        efficientnet_lite0_weights_path,
+        lite0_state_dict_from_package,
+    )
+    from .encoders import IMAGENET_MEAN, IMAGENET_STD, ResnetEncoder, build_encoder
+    from .layers import (
+        FRAME_DIFFERENCE_SHARE,
+        ConvELU,
+        ExportConvELU,
+        PretrainedWeightsUnavailable,
+        ReflectConv3x3,
+        elu,
+        stacked_frame_filters,
+    )
+    from .pose import (
+        CAMERA_HEAD_SCALE,
+        LEARNED_FOCAL_PRIOR,
+        MIN_LEARNED_FOCAL,
+        PRINCIPAL_POINT_RANGE,
+        REFINE_FOCAL_RANGE,
+        REFINE_PRINCIPAL_RANGE,
+        CameraHead,
+        PoseDecoder,
+        PoseNet,
+        intrinsics_from_camera_head,
+    )
+
+# Names of the submodules that import torch, imported on first use (PEP 562): model metadata, the
+# node and infer_bag with an .onnx model use only the torch-free names of .choices.
+_TORCH_EXPORTS = {
+    **dict.fromkeys(("DECODER_CHANNELS", "SEGMENTATION_MEAN", "SEGMENTATION_STD", "SEMANTIC_NETWORK", "DepthDecoder",
+                     "DepthNet", "PixelShuffleUpsample", "SemanticBranch", "SemanticWeightsUnavailable"), "depth"),
+    **dict.fromkeys(("EFFICIENTNET_LITE0_PACKAGE", "EFFICIENTNET_LITE_MEAN", "EFFICIENTNET_LITE_STD",
+                     "LITE0_FEATURE_BLOCKS", "ConvBN", "EfficientNetLite0Encoder", "MBConvBlock",
+                     "efficientnet_lite0_weights_path", "lite0_state_dict_from_package"), "efficientnet_lite0"),
+    **dict.fromkeys(("IMAGENET_MEAN", "IMAGENET_STD", "ResnetEncoder", "build_encoder"), "encoders"),
+    **dict.fromkeys(("FRAME_DIFFERENCE_SHARE", "ConvELU", "ExportConvELU", "PretrainedWeightsUnavailable",
+                     "ReflectConv3x3", "elu", "stacked_frame_filters"), "layers"),
+    **dict.fromkeys(("CAMERA_HEAD_SCALE", "LEARNED_FOCAL_PRIOR", "MIN_LEARNED_FOCAL", "PRINCIPAL_POINT_RANGE",
+                     "REFINE_FOCAL_RANGE", "REFINE_PRINCIPAL_RANGE", "CameraHead", "PoseDecoder", "PoseNet",
+                     "intrinsics_from_camera_head"), "pose"),
+}
 
 __all__ = [
     "CAMERA_HEAD_SCALE", "DECODER_CHANNELS", "DECODER_UPSAMPLING", "EFFICIENTNET_LITE0_PACKAGE",
@@ -76,3 +102,5 @@ __all__ = [
     "build_encoder", "efficientnet_lite0_weights_path", "elu", "encoder_label",
     "intrinsics_from_camera_head", "lite0_state_dict_from_package", "stacked_frame_filters",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _TORCH_EXPORTS, __all__)

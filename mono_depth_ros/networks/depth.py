@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .choices import DECODER_UPSAMPLING
 from .encoders import build_encoder
 from .layers import ConvELU, PretrainedWeightsUnavailable, ReflectConv3x3
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
-DECODER_UPSAMPLING = ("nearest", "pixel_shuffle")
 
 # Semantic guidance: torchvision's LR-ASPP MobileNetV3-Large (the cheapest of its segmentation
 # networks on a CPU), COCO weights with the 21 VOC labels. Its weights expect per-channel

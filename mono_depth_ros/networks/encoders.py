@@ -8,15 +8,13 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from .choices import ENCODERS, SUPPORTED_RESNETS, encoder_label
 from .efficientnet_lite0 import EfficientNetLite0Encoder
 from .layers import PretrainedWeightsUnavailable, stacked_frame_filters
 
 # ImageNet statistics as Monodepth2 approximates them; inputs are RGB in [0, 1].
 IMAGENET_MEAN = 0.45
 IMAGENET_STD = 0.225
-
-SUPPORTED_RESNETS = (18, 34, 50)
-ENCODERS = ("resnet", "efficientnet_lite0")
 
 
 def _build_resnet(num_layers: int, pretrained: bool) -> torchvision.models.ResNet:
@@ -72,13 +70,6 @@ class ResnetEncoder(nn.Module):
         stride16 = net.layer3(stride8)
         stride32 = net.layer4(stride16)
         return [stride2, stride4, stride8, stride16, stride32]
-
-
-def encoder_label(encoder: str, num_layers: int = 18) -> str:
-    """Human-readable encoder name for messages: 'ResNet-18', 'EfficientNet-Lite0'."""
-    if encoder == "resnet":
-        return f"ResNet-{num_layers}"
-    return {"efficientnet_lite0": "EfficientNet-Lite0"}.get(encoder, encoder)
 
 
 def build_encoder(encoder: str = "resnet", num_layers: int = 18, pretrained: bool = False,

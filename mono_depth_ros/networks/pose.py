@@ -10,9 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .choices import INTRINSICS_MODES
 from .encoders import build_encoder
-
-INTRINSICS_MODES = ("given", "learned", "refine")
 
 # Camera head (learned intrinsics). A fresh head predicts fx = fy = LEARNED_FOCAL_PRIOR * W (about a
 # 64 degree horizontal field of view, square pixels) and the image centre as principal point.
