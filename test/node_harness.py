@@ -167,7 +167,9 @@ class NodeProcess:
     """depth_node as a subprocess; its console output goes to a file the tests read.
 
     ``parameters`` become `-p name:=value`, ``remappings`` `-r from:=to` (e.g. {"image": "/camera/image_raw"}),
-    ``extra_ros_args`` go after them as they are; ``module`` is what `python -m` runs.
+    ``extra_ros_args`` go after them as they are; ``module`` is what `python -m` runs. ``launcher``: Python's
+    arguments that run the node instead of `-m module`, e.g. ("-c", code) with code that prepares the
+    process and then runs the module with runpy (test_torch_free: a node that cannot import torch).
     """
 
     def __init__(
@@ -180,10 +182,11 @@ class NodeProcess:
         extra_ros_args: Sequence[str] = (),
         module: str = NODE_MODULE,
         env: Optional[Dict[str, str]] = None,
+        launcher: Sequence[str] = (),
     ):
         self.namespace = namespace
         self.log_path = Path(log_path)
-        command = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
+        command = [sys.executable, *(launcher or ("-m", module)), "--ros-args", "-r", f"__ns:={namespace}"]
         for source, target in (remappings or {}).items():
             command += ["-r", f"{source}:={target}"]
         if params_file is not None:
@@ -285,7 +288,7 @@ class RunningNode:
     to the node's namespace unless they start with "/". ``image_topic``/``info_topic`` None: no such
     publisher (e.g. a test that feeds ``image/compressed`` through its own). ``add_publisher`` and
     ``add_subscription`` add more (CompressedImage, best-effort QoS, /diagnostics, ...): they are
-    destroyed with the node.
+    destroyed with the node. ``launcher``: how Python runs the node (see NodeProcess).
     """
 
     def __init__(
@@ -304,11 +307,13 @@ class RunningNode:
         info_qos: QoSProfile = qos_profile_sensor_data,
         outputs: Optional[Dict[str, type]] = None,
         output_qos: QoSProfile = KEEP_OUTPUTS,
+        launcher: Sequence[str] = (),
     ):
         self.ros = ros
         self.namespace = namespace
         self.outputs = dict(OUTPUTS if outputs is None else outputs)
-        self.process = NodeProcess(log_path, namespace, parameters, params_file, remappings, extra_ros_args)
+        self.process = NodeProcess(log_path, namespace, parameters, params_file, remappings, extra_ros_args,
+                                   launcher=launcher)
         self._publishers: list = []
         self._subscriptions: list = []
         self.image_pub = None if image_topic is None else self.add_publisher(Image, image_topic, image_qos)

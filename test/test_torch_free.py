@@ -138,3 +138,37 @@ def test_a_safetensors_model_without_torch_says_to_install_it_or_use_onnx(small_
     assert ".safetensors models run through PyTorch, which cannot be imported" in result.stderr
     assert "pip install torch" in result.stderr and "export_onnx" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(not HAS_RCLPY, reason=NO_RCLPY)
+def test_depth_node_runs_an_onnx_model_without_torch_over_dds(small_onnx, tmp_path):
+    import node_harness as dds  # here: it needs rclpy, which the other tests of this file do not
+
+    from mono_depth_ros.inference import OnnxDepthEstimator
+
+    run_node = f"import runpy\nrunpy.run_module({dds.NODE_MODULE!r}, run_name='__main__', alter_sys=True)\n"
+    width, height = 160, 120
+    bgr = dds.scene(width, height, seed=5)
+    stamp = dds.next_stamp()
+    image = dds.image_msg(bgr, stamp, "camera_optical_frame")
+    ros = dds.Ros()
+    try:
+        with dds.started_node(ros, tmp_path / "node.log", "/torch_free",
+                              {"model_path": str(small_onnx), "device": "cpu", "depth_scale": 1.5},
+                              launcher=("-c", WITHOUT_TORCH + run_node)) as node:
+            outputs = node.exchange(image, dds.info_msg(width, height, stamp, "camera_optical_frame"))
+            maps = Path(f"/proc/{node.process.process.pid}/maps").read_text()
+            output = node.process.output()
+    finally:
+        ros.close()
+    assert "with onnxruntime (CPUExecutionProvider) on cpu" in output
+    assert "torch is blocked" not in output and "Traceback" not in output
+    assert "libtorch" not in maps  # no PyTorch library in the node process
+    depth = dds.check_depth_message(outputs["depth"], image)
+    expected = OnnxDepthEstimator(small_onnx, threads=1).predict(np.ascontiguousarray(bgr[:, :, ::-1]), 1.5)
+    # Node defaults: output_min_depth 0.1, output_max_depth 80; inside that range the depth is the model's.
+    inside = (expected > 0.1 * 1.001) & (expected < 80.0 * 0.999)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(depth[inside], expected[inside], rtol=1e-5)
+    assert outputs["points"].width == width and outputs["depth_colored"].encoding == "bgr8"
