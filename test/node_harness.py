@@ -43,6 +43,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: 
 from mono_depth_ros.inference import DepthEstimator  # noqa: E402
 from mono_depth_ros.model_file import load_model_file  # noqa: E402
 
+from helpers import scene  # noqa: E402,F401  (re-exported: the node tests' test image)
+
 try:
     from rclpy.event_handler import PublisherEventCallbacks  # noqa: F401  (re-exported for the tests)
 except ImportError:  # Humble
@@ -80,17 +82,6 @@ def next_stamp() -> Time:
 
 def same_stamp(a: Time, b: Time) -> bool:
     return a.sec == b.sec and a.nanosec == b.nanosec
-
-
-def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A textured BGR test image (H, W, 3) uint8 with B != R almost everywhere."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    blue = 255.0 * x / max(width - 1, 1)
-    green = 255.0 * y / max(height - 1, 1)
-    red = 128.0 + 110.0 * np.sin(x / 17.0) * np.cos(y / 23.0)
-    image = np.stack([blue, green, red], axis=-1) + rng.normal(0.0, 12.0, (height, width, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def image_msg(bgr: np.ndarray, stamp: Time, frame_id: str, encoding: str = "bgr8") -> Image:

@@ -27,7 +27,7 @@ from mono_depth_ros.inference import (
     load_estimator,
     read_onnx_metadata,
 )
-from test_import_monodepth2 import plausible_weights  # noqa: E402  (test/ is on sys.path)
+from helpers import plausible_weights  # noqa: E402  (test/ is on sys.path)
 
 WIDTH, HEIGHT = 128, 64
 TOLERANCE = 1e-4  # the bound: onnxruntime vs PyTorch
@@ -250,7 +250,9 @@ def test_infer_bag_runs_onnx_models(exported, tmp_path, capsys):
     from mono_depth_ros.tools.infer_bag import main as infer_bag_main
     from mono_depth_ros.simulation import write_synthetic_bag
 
-    from test_infer_bag import IMAGE_TYPE, decode_depth_raw, read_bag
+    from mono_depth_ros.msgtypes import IMAGE_TYPE
+
+    from helpers import decode_depth_raw, read_bag
 
     source, onnx_path = exported("resnet", False)
     bag = write_synthetic_bag(tmp_path / "raw", num_frames=2, stereo=False, odometry=False)

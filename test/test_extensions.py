@@ -22,21 +22,20 @@ from mono_depth_ros.networks import (
     PixelShuffleUpsample,
     intrinsics_from_camera_head,
 )
-from mono_depth_ros.simulation import render_recording
 from mono_depth_ros_training.data import weather
 from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides, config_to_dict
 from mono_depth_ros_training.checkpoints import check_resume_compatible
 from mono_depth_ros_training.run import train
 from mono_depth_ros_training.trainer import Trainer
 
-from test_trainer import BASELINE, make_datasets, quiet, tiny_config
+from helpers import BASELINE, make_datasets, quiet, small_recording, tiny_config  # test/ is on sys.path
 
 pytestmark = pytest.mark.usefixtures("drop_large_outputs")
 
 
 @pytest.fixture(scope="module")
 def recording():
-    return render_recording(num_frames=12, width=64, height=64, stereo=True, baseline_m=BASELINE, seed=1)
+    return small_recording()
 
 
 def true_report(recording, has_odometry=True):

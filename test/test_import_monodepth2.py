@@ -32,6 +32,8 @@ from mono_depth_ros.tools.import_monodepth2 import (
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
 
+from helpers import plausible_weights  # test/ is on sys.path
+
 HEIGHT, WIDTH = 64, 128  # small, multiples of 32 as Monodepth2 requires
 DECODER_CHANNELS = [16, 32, 64, 128, 256]  # Monodepth2's num_ch_dec
 TOLERANCE = 1e-5  # max |disparity difference|, the issue's bound
@@ -136,29 +138,6 @@ def resnet_features(resnet: torchvision.models.ResNet, image: torch.Tensor) -> L
         x = stage(x)
         features.append(x)
     return features
-
-
-def plausible_weights(module: nn.Module, seed: int, input_channels: int = 3) -> None:
-    """Weights of a trained network's scale: He-initialised convolutions, random affine terms and
-    biases, batch-norm statistics measured on random images. (Default or arbitrary statistics
-    would saturate the sigmoids, and equal outputs would then prove nothing.)"""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            if parameter.dim() == 4:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * (2.0 / parameter[0].numel()) ** 0.5)
-            elif name.endswith("weight"):
-                parameter.copy_(1.0 + 0.1 * torch.randn(parameter.shape, generator=generator))
-            else:
-                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
-        norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # cumulative average over the calibration batch
-        if norms:
-            module.train()
-            module(torch.rand((2, input_channels, HEIGHT, WIDTH), generator=generator))
-    module.eval()
 
 
 def encoder_state(resnet: nn.Module) -> Dict[str, object]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mono_depth_ros.bagio import BagReader, decode_image
+from mono_depth_ros.bagio import decode_image
 from mono_depth_ros.bagio.messages import camera_info_message, compressed_image_message, image_message
 from mono_depth_ros.bagio.writer import BagEntry, make_typestore, write_bag
 from mono_depth_ros.config import DepthNodeConfig, load_node_config
@@ -17,16 +17,9 @@ from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYP
 from mono_depth_ros.pointcloud import POINT_FIELDS, unpack_xyzrgb
 from mono_depth_ros.simulation import write_synthetic_bag
 
+from helpers import decode_depth_raw, read_bag  # test/ is on sys.path
+
 OUTPUT_TOPICS = ("/depth", "/points", "/depth_colored")
-
-
-def read_bag(path):
-    """-> {topic: [(bag_time, msgtype, msg), ...]} in bag order."""
-    topics = {}
-    with BagReader(path, log=lambda text: None) as reader:
-        for topic, msgtype, bag_time, msg in reader.messages(list(reader.topics)):
-            topics.setdefault(topic, []).append((bag_time, msgtype, msg))
-    return topics
 
 
 def header_key(msg):
@@ -69,11 +62,6 @@ def check_frame(pipeline, inputs, outputs, index, msgtype, config=DepthNodeConfi
         colored = np.asarray(colored_msg.data).reshape(colored_msg.height, colored_msg.width, 3)
         np.testing.assert_array_equal(colored, expected.colored)
     return expected
-
-
-def decode_depth_raw(msg) -> np.ndarray:
-    """32FC1 message -> (H, W) float32 as stored (decode_depth would zero the +-inf of REP 118)."""
-    return np.frombuffer(np.asarray(msg.data).tobytes(), dtype="<f4").reshape(msg.height, msg.width)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@
 
 * docs/architecture.md, the map of where each concept lives, lists every module, and only modules
   that exist.
+* No test module imports another test module: what tests share lives in test/helpers.py (and the
+  DDS harness in test/node_harness.py).
 """
 from __future__ import annotations
 
@@ -207,6 +209,30 @@ def test_bare_training_checker_sees_each_form(tmp_path):
     assert bare_training_imports(tmp_path) == [
         "test/probe.py:1: training", "test/probe.py:2: training.trainer", "test/probe.py:3: training",
         "test/probe.py:4: training.data", "test/probe.py:6: training.evaluate"]
+
+
+def imports_of_test_modules(root: Path = ROOT) -> List[str]:
+    """'file:line: module' for each import of a test module (test_*) by a file under test/."""
+    found = []
+    for path in sorted((root / "test").rglob("*.py")):
+        for module, _, line in imports(path, root):
+            if module.split(".")[-1].startswith("test_") or top(module).startswith("test_"):
+                found.append(f"{relative(path, root)}:{line}: {module}")
+    return found
+
+
+def test_no_test_module_imports_another():
+    found = imports_of_test_modules()
+    assert not found, "move what tests share to test/helpers.py (or test/node_harness.py):\n" + "\n".join(found)
+
+
+def test_test_module_import_checker_sees_each_form(tmp_path):
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "test_probe.py").write_text(
+        "import test_trainer\nfrom test_infer_bag import read_bag\ndef f():\n    import test_node_dds as dds\n"
+        "import helpers\nfrom node_harness import scene\nimport pytest\n")
+    assert imports_of_test_modules(tmp_path) == [
+        "test/test_probe.py:1: test_trainer", "test/test_probe.py:2: test_infer_bag", "test/test_probe.py:4: test_node_dds"]
 
 
 def test_deprecated_node_module_imports_without_rclpy():

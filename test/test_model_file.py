@@ -25,6 +25,8 @@ from mono_depth_ros.networks import DepthNet, PoseNet
 from mono_depth_ros.safetensors_io import read_safetensors, write_safetensors
 from mono_depth_ros.tools import create_model
 
+from helpers import CreatesFileWhenUnpickled  # test/ is on sys.path
+
 METADATA = ModelMetadata(
     num_layers=18,
     input_width=320,
@@ -203,28 +205,18 @@ def test_torch_save_checkpoint_is_refused_with_conversion_hint(tmp_path, nets):
     assert "never unpickles" in message and "import_monodepth2" in message
 
 
-class _CreatesFileWhenUnpickled:
-    """Pickle payload: unpickling it calls open(marker, 'w'), i.e. runs code from the file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.parametrize("protocol", [0, 2, 4])
 def test_malicious_pickle_is_not_executed(tmp_path, protocol):
     # The payload is real: unpickling a copy in a subprocess creates its marker...
     control_marker = tmp_path / "control_marker"
     control = tmp_path / "control.pkl"
-    control.write_bytes(pickle.dumps(_CreatesFileWhenUnpickled(control_marker), protocol=protocol))
+    control.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(control_marker), protocol=protocol))
     subprocess.run([sys.executable, "-c", f"import pickle; pickle.load(open({str(control)!r}, 'rb'))"], check=True)
     assert control_marker.exists()
     # ...but loading it as a model file does not.
     marker = tmp_path / "pwned"
     path = tmp_path / "model.safetensors"
-    path.write_bytes(pickle.dumps(_CreatesFileWhenUnpickled(marker), protocol=protocol))
+    path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(marker), protocol=protocol))
     for read in (load_model_file, read_model_metadata):
         with pytest.raises(ModelFileError, match="not a mono_depth_ros model file"):
             read(path)
@@ -234,7 +226,7 @@ def test_malicious_pickle_is_not_executed(tmp_path, protocol):
 def test_malicious_pickle_inside_torch_checkpoint_is_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "model.pt"
-    torch.save({"state_dict": _CreatesFileWhenUnpickled(marker)}, path)
+    torch.save({"state_dict": CreatesFileWhenUnpickled(marker)}, path)
     with pytest.raises(ModelFileError, match="PyTorch zip checkpoint"):
         load_model_file(path)
     assert not marker.exists()

@@ -21,6 +21,8 @@ pytest.importorskip("rclpy")
 
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 
+from helpers import CreatesFileWhenUnpickled  # noqa: E402  (test/ is on sys.path)
+
 from node_harness import (  # noqa: E402  (test/ is on sys.path)
     EXIT_TIMEOUT_S, START_TIMEOUT_S, NodeProcess, RunningNode, check_depth_message, ros_session, small_frame,
 )
@@ -58,16 +60,6 @@ STARTUP_ERRORS = {
 }
 
 
-class _CreatesFileWhenUnpickled:
-    """Pickle payload: unpickling it runs open(marker, 'w')."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def _bad_model_files(directory: Path, good: Path) -> Dict[str, str]:
     """{placeholder: path} of model files that must be refused: a code-running pickle, a file whose
     metadata declares another architecture than its weights, a safetensors file of another program."""
@@ -78,7 +70,7 @@ def _bad_model_files(directory: Path, good: Path) -> Dict[str, str]:
     from mono_depth_ros.safetensors_io import read_safetensors, write_safetensors
 
     malicious = directory / "evil.safetensors"
-    malicious.write_bytes(pickle.dumps(_CreatesFileWhenUnpickled(directory / "pwned"), protocol=2))
+    malicious.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(directory / "pwned"), protocol=2))
     tensors, metadata = read_safetensors(good)
     declared = dict(json.loads(metadata[METADATA_KEY]), num_layers=34)
     liar = directory / "liar.safetensors"

@@ -2,7 +2,6 @@
 import dataclasses
 import math
 import os
-from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -13,92 +12,28 @@ import mono_depth_ros.networks as networks
 import mono_depth_ros_training.objective as objective_module
 from mono_depth_ros.networks import encoders
 from mono_depth_ros.model_file import load_model_file
-from mono_depth_ros.simulation import render_recording
-from mono_depth_ros_training.config import ConfigError, TrainConfig, apply_overrides
+from mono_depth_ros_training.config import ConfigError, apply_overrides
 from mono_depth_ros_training.checkpoints import CHECKPOINT_NAME, atomic_torch_save, load_checkpoint
 from mono_depth_ros_training.errors import RunError
 from mono_depth_ros_training.run import final_lines, train
 from mono_depth_ros_training.trainer import Trainer
 
-BASELINE = 0.2
-
+from helpers import (  # test/ is on sys.path
+    BASELINE, RecordingDataset, make_datasets, quiet, report, small_recording, tiny_config,
+)
 
 # Checkpoints are ~100-300 MB each: delete them after each test (fixture in conftest).
 pytestmark = pytest.mark.usefixtures("drop_large_outputs")
 
 
-class RecordingDataset(torch.utils.data.Dataset):
-    """Samples per the training/data/dataset.py contract from a rendered recording (no augmentation)."""
-
-    def __init__(self, recording, indices, odometry=True):
-        self.recording = recording
-        self.indices = list(indices)
-        self.odometry = odometry
-        self.images = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in recording.images]
-        self.right = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in recording.right_images]
-        self.K = torch.tensor(recording.K, dtype=torch.float32)
-        self.T_stereo_target = torch.eye(4)
-        self.T_stereo_target[0, 3] = -BASELINE
-
-    def __len__(self):
-        return len(self.indices)
-
-    def _distance(self, a, b):
-        if not self.odometry:
-            return torch.tensor(float("nan"))
-        poses = self.recording.poses
-        return torch.tensor(float(np.linalg.norm(poses[a][:3, 3] - poses[b][:3, 3])), dtype=torch.float32)
-
-    def __getitem__(self, index):
-        t = self.indices[index]
-        return {
-            "target": self.images[t], "target_aug": self.images[t],
-            "prev": self.images[t - 1], "prev_aug": self.images[t - 1],
-            "next": self.images[t + 1], "next_aug": self.images[t + 1],
-            "stereo": self.right[t], "stereo_aug": self.right[t],
-            "K": self.K, "T_stereo_target": self.T_stereo_target,
-            "odom_distance_prev": self._distance(t - 1, t), "odom_distance_next": self._distance(t, t + 1),
-            "depth_gt": torch.from_numpy(self.recording.depths[t])[None].float(),
-            "has_depth_gt": torch.tensor(True),
-            "stamp": torch.tensor(self.recording.stamps_ns[t] * 1e-9, dtype=torch.float64),
-            "flipped": torch.tensor(False),
-        }
-
-
 @pytest.fixture(scope="module")
 def recording():
-    return render_recording(num_frames=12, width=64, height=64, stereo=True, baseline_m=BASELINE, seed=1)
-
-
-def make_datasets(recording, odometry=True, train_count=6):
-    train_ds = RecordingDataset(recording, range(1, 1 + train_count), odometry)
-    val_ds = RecordingDataset(recording, range(1 + train_count, 1 + train_count + 2), odometry)
-    return train_ds, val_ds
-
-
-def tiny_config(mode="mono", **overrides):
-    items = [
-        f"mode={mode}", "model.pretrained=false", "data.width=64", "data.height=64", "data.num_workers=0",
-        "optim.batch_size=2", "optim.epochs=2", "optim.lr=1e-3", "optim.schedule=step", "log.log_every=1",
-        "log.image_every=0",
-    ] + [f"{key}={value}" for key, value in overrides.items()]
-    return apply_overrides(TrainConfig(), items)
-
-
-def report(has_odometry=True, rectified=True):
-    return SimpleNamespace(
-        has_odometry=has_odometry, rectified=rectified, baseline_m=BASELINE,
-        normalized_intrinsics=[0.7, 1.4, 0.51, 0.49],
-    )
+    return small_recording()
 
 
 def parameters_of(trainer):
     nets = [trainer.depth_net] + ([trainer.pose_net] if trainer.pose_net is not None else [])
     return [p.detach().clone() for net in nets for p in net.parameters()]
-
-
-def quiet(message):
-    pass
 
 
 def test_a_few_steps_lower_the_loss(recording, tmp_path):

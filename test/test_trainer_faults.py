@@ -24,6 +24,8 @@ from mono_depth_ros_training import cli  # noqa: E402
 from mono_depth_ros_training.checkpoints import (  # noqa: E402
     CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, remove_stale_temporary_files)
 
+from helpers import CreatesFileWhenUnpickled  # noqa: E402  (test/ is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Checkpoints are ~60 MB each here: delete them after each test (fixture in conftest).
@@ -272,20 +274,10 @@ def test_stale_temporaries_are_removed_unless_their_writer_runs(tmp_path):
 # --------------------------------------------------------------------------- malicious checkpoint
 
 
-class _CreatesFileWhenUnpickled:
-    """Pickle payload: unpickling it calls open(marker, 'w'), i.e. runs code from the file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_the_payload_really_runs_code_when_unpickled(tmp_path):
     marker = tmp_path / "ran"
     payload = tmp_path / "payload.pkl"
-    payload.write_bytes(pickle.dumps(_CreatesFileWhenUnpickled(marker), protocol=2))
+    payload.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(marker), protocol=2))
     subprocess.run([sys.executable, "-c", f"import pickle; pickle.load(open({str(payload)!r}, 'rb'))"], check=True)
     assert marker.exists()
 
@@ -304,7 +296,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(bag, tmp_path, capsys, 
     marker = tmp_path / "pwned"
     checkpoint = tmp_path / "run" / "checkpoints" / CHECKPOINT_NAME
     checkpoint.parent.mkdir(parents=True)
-    payload = {"format": "mono_depth_ros.train_checkpoint", "version": 1, "step": _CreatesFileWhenUnpickled(marker)}
+    payload = {"format": "mono_depth_ros.train_checkpoint", "version": 1, "step": CreatesFileWhenUnpickled(marker)}
     if container == "torch.save":
         torch.save(payload, checkpoint)
     else:
