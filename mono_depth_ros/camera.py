@@ -29,7 +29,8 @@ def intrinsics_for_image(
 
     Follows sensor_msgs/CameraInfo: K is for the full-resolution sensor; a region of
     interest shifts the principal point and binning divides the focal lengths and
-    principal point (pixel-centre exact), as image_geometry does.
+    principal point (pixel-centre exact), as image_geometry does. A non-zero ROI must lie inside
+    the width x height sensor; one that runs past its edge is a CameraInfoError.
     """
     K = np.asarray(k, dtype=np.float64).reshape(3, 3)
     if not np.all(np.isfinite(K)):
@@ -41,6 +42,24 @@ def intrinsics_for_image(
         )
     bin_x, bin_y = max(binning_x, 1), max(binning_y, 1)
     full_roi = roi_width == 0 and roi_height == 0
+    if not full_roi:
+        outside = []
+        if roi_x_offset + roi_width > info_width:
+            outside.append(
+                f"roi.x_offset {roi_x_offset} + roi.width {roi_width} = {roi_x_offset + roi_width} > width {info_width}"
+            )
+        if roi_y_offset + roi_height > info_height:
+            outside.append(
+                f"roi.y_offset {roi_y_offset} + roi.height {roi_height} = {roi_y_offset + roi_height} "
+                f"> height {info_height}"
+            )
+        if outside:
+            raise CameraInfoError(
+                f"camera_info's region of interest runs past the edge of the {info_width}x{info_height} sensor "
+                f"it describes ({'; '.join(outside)}); K and width/height are for the full sensor and the ROI "
+                f"must lie inside it: fix roi (or width/height) in the camera driver's calibration or "
+                f"camera_info settings"
+            )
     expected_width = (info_width if full_roi else roi_width) // bin_x
     expected_height = (info_height if full_roi else roi_height) // bin_y
     if (expected_width, expected_height) != (image_width, image_height):

@@ -100,3 +100,64 @@ def test_roi_size_mismatch_names_the_roi_size():
             K_FULL, 1280, 720, 400, 300, binning_x=2, binning_y=2,
             roi_x_offset=0, roi_y_offset=0, roi_width=400, roi_height=300,
         )
+
+
+def test_roi_inside_up_to_the_sensor_edges_is_accepted_and_shifts_K_exactly():
+    # The ROI ends exactly on the right and bottom edges (880 + 400 = 1280, 420 + 300 = 720): still inside.
+    K = intrinsics_for_image(
+        K_FULL, 1280, 720, 400, 300, roi_x_offset=880, roi_y_offset=420, roi_width=400, roi_height=300
+    )
+    expected = np.array(K_FULL).reshape(3, 3)
+    expected[0, 2] -= 880.0
+    expected[1, 2] -= 420.0
+    np.testing.assert_array_equal(K, expected)  # only cx, cy move, by exactly the offsets
+    assert (K[0, 2], K[1, 2]) == (611.3 - 880.0, 377.9 - 420.0)
+
+
+@pytest.mark.parametrize(
+    "roi, named, not_named",
+    [
+        # x_offset, y_offset, width, height
+        ((1000, 100, 400, 300), "roi.x_offset 1000 + roi.width 400 = 1400 > width 1280", "roi.y_offset"),
+        ((881, 0, 400, 300), "roi.x_offset 881 + roi.width 400 = 1281 > width 1280", "roi.y_offset"),
+        ((200, 500, 400, 300), "roi.y_offset 500 + roi.height 300 = 800 > height 720", "roi.x_offset"),
+        ((0, 421, 400, 300), "roi.y_offset 421 + roi.height 300 = 721 > height 720", "roi.x_offset"),
+    ],
+)
+def test_roi_past_the_right_or_bottom_edge_is_refused_with_the_numbers(roi, named, not_named):
+    x_offset, y_offset, width, height = roi
+    with pytest.raises(CameraInfoError) as caught:
+        # The image has the ROI's size, so only the ROI's position is wrong.
+        intrinsics_for_image(
+            K_FULL, 1280, 720, width, height,
+            roi_x_offset=x_offset, roi_y_offset=y_offset, roi_width=width, roi_height=height,
+        )
+    message = str(caught.value)
+    assert "region of interest runs past the edge of the 1280x720 sensor" in message
+    assert named in message and not_named not in message
+    assert "fix roi (or width/height) in the camera driver's calibration" in message
+
+
+def test_roi_past_both_edges_names_both():
+    with pytest.raises(CameraInfoError) as caught:
+        intrinsics_for_image(
+            K_FULL, 1280, 720, 200, 150, binning_x=2, binning_y=2,
+            roi_x_offset=1000, roi_y_offset=600, roi_width=400, roi_height=300,
+        )
+    message = str(caught.value)
+    assert "roi.x_offset 1000 + roi.width 400 = 1400 > width 1280" in message
+    assert "roi.y_offset 600 + roi.height 300 = 900 > height 720" in message
+
+
+def test_camera_info_message_with_roi_past_the_edge_is_a_camera_info_error():
+    # What depth_node and infer_bag call: a CameraInfoError, so both skip the frame with their usual warning.
+    from types import SimpleNamespace
+
+    from mono_depth_ros.frame_pipeline import camera_info_intrinsics
+
+    roi = SimpleNamespace(x_offset=1000, y_offset=0, width=400, height=300, do_rectify=False)
+    info = SimpleNamespace(k=K_FULL, width=1280, height=720, binning_x=0, binning_y=0, roi=roi)
+    with pytest.raises(CameraInfoError, match="1400 > width 1280"):
+        camera_info_intrinsics(info, 400, 300)
+    roi.x_offset = 880
+    np.testing.assert_allclose(camera_info_intrinsics(info, 400, 300)[0, 2], 611.3 - 880.0, rtol=0, atol=0)

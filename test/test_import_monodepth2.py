@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -32,7 +33,7 @@ from mono_depth_ros.tools.import_monodepth2 import (
 from mono_depth_ros.inference import DepthEstimator
 from mono_depth_ros.model_file import load_model_file
 
-from helpers import plausible_weights  # test/ is on sys.path
+from helpers import CreatesFileWhenUnpickled, plausible_weights  # test/ is on sys.path
 
 HEIGHT, WIDTH = 64, 128  # small, multiples of 32 as Monodepth2 requires
 DECODER_CHANNELS = [16, 32, 64, 128, 256]  # Monodepth2's num_ch_dec
@@ -391,7 +392,7 @@ def test_pickled_code_is_refused_never_run(small_states, tmp_path):
     encoder, _ = small_states
     folder = write_pair(tmp_path / "code", encoder, {"decoder.0.conv.conv.weight": NotATensor()})
     with pytest.raises(Monodepth2ImportError, match=r"depth.pth is not a checkpoint of tensors and plain values, so "
-                                                    r"it is not loaded .*test_import_monodepth2.NotATensor"):
+                                                    r"it is not loaded: unpickling it would call test_import_monodepth2.NotATensor"):
         import_monodepth2(folder, tmp_path / "m.safetensors")
     (folder / "depth.pth").write_bytes(b"not a checkpoint at all")
     with pytest.raises(Monodepth2ImportError, match=r"depth.pth is not a checkpoint of tensors and plain values"):
@@ -399,6 +400,29 @@ def test_pickled_code_is_refused_never_run(small_states, tmp_path):
     torch.save([torch.zeros(1)], folder / "depth.pth")
     with pytest.raises(Monodepth2ImportError, match=r"depth.pth holds a list, expected a state dict"):
         import_monodepth2(folder, tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("container", ["torch.save", "pickle protocol 2"])
+def test_pth_that_would_run_code_is_refused_naming_the_call_without_advice(small_states, tmp_path, container):
+    encoder, depth = small_states
+    marker = tmp_path / "pwned"
+    folder = write_pair(tmp_path / "code", encoder, depth)
+    payload = dict(depth, **{"decoder.0.conv.conv.weight": CreatesFileWhenUnpickled(marker)})
+    if container == "torch.save":
+        torch.save(payload, folder / "depth.pth")
+    else:
+        (folder / "depth.pth").write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(Monodepth2ImportError) as caught:
+        import_monodepth2(folder, tmp_path / "m.safetensors")
+    message = str(caught.value)
+    assert not marker.exists()
+    assert message.startswith(f"{folder / 'depth.pth'} is not a checkpoint of tensors and plain values, so it is "
+                              "not loaded: unpickling it would call io.open, i.e. run code from the file")
+    assert "download the model folder again" in message
+    assert "weights_only=False" not in message and "`weights_only`" not in message
+    assert "unsafe" not in message.lower() and "safe_globals" not in message and "trust the source" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no torch text in a traceback
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def test_pose_encoder_of_another_depth_is_refused(small_states, tmp_path):

@@ -306,3 +306,26 @@ def test_output_equals_what_depth_node_publishes_over_dds(raw_bag, small_model_p
     colored_node = np.frombuffer(published["depth_colored"].data, np.uint8).reshape(depth_node.shape + (3,))
     colored_bag = np.asarray(outputs["/depth_colored"][1][2].data).reshape(depth_node.shape + (3,))
     assert np.abs(colored_node.astype(int) - colored_bag.astype(int)).max() <= 1
+
+
+def test_camera_info_with_roi_past_the_sensor_edge_skips_its_frames(small_model_path, tmp_path, capsys):
+    # Frames 1 and 3 carry a camera_info whose ROI (x 40 + width 80 = 120) runs past its 80-pixel-wide sensor.
+    typestore = make_typestore()
+    K = np.array([[100.0, 0.0, 40.0], [0.0, 100.0, 30.0], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(3)
+    entries = []
+    for index in range(4):
+        stamp = 1_700_000_000_000_000_000 + index * 50_000_000
+        entries.append(BagEntry("/camera/image_raw", IMAGE_TYPE, stamp,
+                                image_message(typestore, rng.integers(0, 255, (64, 80, 3), dtype=np.uint8), stamp)))
+        info = camera_info_message(typestore, K, 80, 64, stamp)
+        if index % 2:
+            info.roi.x_offset, info.roi.width, info.roi.height = 40, 80, 64
+        entries.append(BagEntry("/camera/camera_info", CAMERA_INFO_TYPE, stamp, info))
+    bag = write_bag(tmp_path / "roi", entries, typestore=typestore)
+    out = tmp_path / "out"
+    assert main(["--bag", str(bag), "--model", str(small_model_path), "--out", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr().out
+    assert "wrote 2 of 4 frames" in captured and "skipped 2 (2 camera_info unusable for the image)" in captured
+    assert captured.count("roi.x_offset 40 + roi.width 80 = 120 > width 80") == 1
+    assert len(read_bag(out)["/depth"]) == 2

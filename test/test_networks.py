@@ -24,6 +24,8 @@ from mono_depth_ros.networks import (
     stacked_frame_filters,
 )
 
+from helpers import CreatesFileWhenUnpickled  # test/ is on sys.path
+
 LITE0_CHANNELS = (16, 24, 40, 112, 320)
 
 
@@ -276,6 +278,18 @@ def test_lite0_refuses_a_weights_file_with_keys_it_does_not_use(tmp_path, monkey
     monkeypatch.setattr(efficientnet_lite0, "efficientnet_lite0_weights_path", lambda: str(path))
     with pytest.raises(PretrainedWeightsUnavailable, match="could not load EfficientNet-Lite0 ImageNet weights"):
         EfficientNetLite0Encoder(pretrained=True)
+
+
+def test_lite0_weights_that_would_run_code_are_refused_without_advice(tmp_path, monkeypatch):
+    marker, path = tmp_path / "pwned", tmp_path / "code.pth"
+    torch.save({"_conv_stem.weight": CreatesFileWhenUnpickled(marker)}, path)
+    monkeypatch.setattr(efficientnet_lite0, "efficientnet_lite0_weights_path", lambda: str(path))
+    with pytest.raises(PretrainedWeightsUnavailable) as caught:
+        EfficientNetLite0Encoder(pretrained=True)
+    message = str(caught.value)
+    assert not marker.exists()
+    assert f"from {path}: refused, unpickling it would call io.open, i.e. run code from the file." in message
+    assert "weights_only" not in message and "--force-reinstall" in message
 
 
 def test_lite0_without_the_package_says_how_to_install_it(monkeypatch):

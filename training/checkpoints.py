@@ -21,8 +21,6 @@ import errno
 import os
 import pickle
 import random
-import re
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 
 from mono_depth_ros.model_file import ModelMetadata, save_model_file
+from mono_depth_ros.safe_loading import load_weights_only, refused_global, refused_pickle_detail
 
 from .config import ConfigError, TrainConfig, config_to_dict
 from .errors import RunError
@@ -209,20 +208,6 @@ def _fix_action(error: OSError) -> str:
     return "free space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
 
 
-def _refused_pickle_detail(error: Exception) -> str:
-    """The line of torch's weights_only refusal that says what was refused (without its advice to
-    load the file unsafely)."""
-    text = str(error)
-    match = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\s*Please use|\n\n|$)", text, re.S)
-    return " ".join((match.group(1) if match else (text.splitlines() or [""])[0]).split())
-
-
-def _refused_global(error: Exception) -> str:
-    """'io.open' when torch refused to unpickle a call of that function or class, else ''."""
-    match = re.search(r"Unsupported global: GLOBAL (\S+?)\.? was not an allowed global", str(error))
-    return match.group(1) if match else ""
-
-
 def load_checkpoint(path) -> Dict[str, Any]:
     """Load a training checkpoint safely (weights_only: tensors and primitives, no code).
 
@@ -233,11 +218,9 @@ def load_checkpoint(path) -> Dict[str, Any]:
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch's note on the pickle protocol of foreign files
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_weights_only(path)
     except pickle.UnpicklingError as error:
-        refused = _refused_global(error)
+        refused = refused_global(error)
         if refused:
             raise RunError(
                 f"checkpoint {path} was refused and not loaded: unpickling it would call {refused}, i.e. run code, "
@@ -246,7 +229,7 @@ def load_checkpoint(path) -> Dict[str, Any]:
                 f"--out directory (or restore this run's checkpoint)."
             ) from None
         raise RunError(
-            f"checkpoint {path} cannot be read ({_refused_pickle_detail(error)}); it is damaged or not a checkpoint, "
+            f"checkpoint {path} cannot be read ({refused_pickle_detail(error)}); it is damaged or not a checkpoint, "
             f"and was refused without running anything in it"
         ) from None
     except Exception as error:

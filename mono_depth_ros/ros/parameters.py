@@ -8,9 +8,11 @@ name logs one deprecation warning, and the two names are kept at the same value.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Dict, Mapping, Set
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterNotDeclaredException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -80,8 +82,64 @@ class NodeParameters:
         return config
 
     def watch(self) -> None:
-        """Validate run-time changes (``ros2 param set``) from now on."""
+        """Validate run-time changes (``ros2 param set``) from now on; log each refused one."""
         self._node.add_on_set_parameters_callback(self._on_set_parameters)
+        self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        """Log every refused run-time change as a warning on the node's logger, once per request.
+
+        rclpy refuses read-only parameters and values outside a descriptor's range before any
+        on-set callback runs, so :meth:`_on_set_parameters` never sees those requests. The parameter
+        services (``ros2 param set``, launch files, parameter clients) call the node's
+        ``set_parameters_atomically`` in every distribution from Humble on; in-process code calls
+        ``set_parameters``. Both are wrapped on this node object: whoever refused, the log says so.
+        """
+        node = self._node
+        calls = threading.local()  # nesting per thread: where one wrapped method calls the other, log once
+
+        def logged(method, results_of):
+            def wrapper(parameter_list):
+                outermost = not getattr(calls, "depth", 0)
+                calls.depth = getattr(calls, "depth", 0) + 1
+                try:
+                    answer = method(parameter_list)
+                except ParameterNotDeclaredException:
+                    if outermost:
+                        self._warn_refused(
+                            list(parameter_list), "not a parameter of this node (`ros2 param list` shows its parameters)")
+                    raise
+                finally:
+                    calls.depth -= 1
+                if outermost:
+                    for parameters, result in results_of(list(parameter_list), answer):
+                        if not result.successful:
+                            result.reason = self._explained(parameters, result.reason)
+                            self._warn_refused(parameters, result.reason)
+                return answer
+            return wrapper
+
+        node.set_parameters_atomically = logged(
+            node.set_parameters_atomically, lambda parameters, result: [(parameters, result)])
+        node.set_parameters = logged(  # one result per parameter
+            node.set_parameters, lambda parameters, results: [([p], r) for p, r in zip(parameters, results)])
+
+    def _explained(self, parameters, reason: str) -> str:
+        """rclpy's read-only refusal names the parameter but not what to do: say it."""
+        if "read-only" not in reason:
+            return reason
+        for parameter in parameters:
+            spec = PARAMETERS.get(parameter.name)
+            if spec is not None and spec.read_only:
+                return (
+                    f"parameter '{parameter.name}' is read-only: the node reads it once at start-up. Set it in "
+                    f"the parameters file or launch arguments (-p {parameter.name}:=...) and restart the node"
+                )
+        return reason
+
+    def _warn_refused(self, parameters, reason: str) -> None:
+        values = ", ".join(f"{p.name}={p.value!r}" for p in parameters)
+        self._node.get_logger().warning(f"refused parameter change {values}: {reason}")
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {p.name: p.value for p in parameters if p.name in PARAMETERS or p.name in RENAMED}
@@ -89,8 +147,7 @@ class NodeParameters:
             return SetParametersResult(successful=True)
         try:
             updated = apply_parameters(self.config, changes)
-        except ValueError as error:
-            self._node.get_logger().warning(f"refused parameter change: {error}")
+        except ValueError as error:  # logged by the wrappers of _log_refusals, with every other refusal
             return SetParametersResult(successful=False, reason=str(error))
         self._warn_old_names(changes)
         self.config = updated

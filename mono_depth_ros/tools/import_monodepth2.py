@@ -7,9 +7,9 @@ and ``use_stereo``), ``depth.pth`` (its decoder, convolutions numbered ``decoder
 ResNet taking 2 stacked frames) and ``pose.pth`` (its decoder, ``net.0`` ... ``net.3``). The
 architecture is ours (the networks package), so the import only renames and checks tensors.
 
-The files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
-never code. Monodepth2's published weights carry Niantic's non-commercial licence, which the model
-file records.
+The files are read with ``torch.load(weights_only=True)`` (mono_depth_ros.safe_loading): tensors
+and plain containers only, never code; a refusal names what the file asked to call. Monodepth2's
+published weights carry Niantic's non-commercial licence, which the model file records.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import torch
 
 from ..model_file import ModelFileError, ModelMetadata, read_model_metadata, save_model_file, state_dict_differences
 from ..networks import SUPPORTED_RESNETS, DepthNet, PoseNet
+from ..safe_loading import load_weights_only, refusal_reason, refused_global, refused_pickle_detail
 
 # Monodepth2's evaluate_depth.py: stereo-trained depth times this is metres (KITTI's 0.54 m baseline
 # over the 0.1 units its training used for the stereo pair).
@@ -63,15 +64,20 @@ def load_checkpoint(path: Path) -> Dict[str, object]:
     if not path.is_file():
         raise Monodepth2ImportError(f"{path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path)
     except pickle.UnpicklingError as error:
-        # torch's message is long; what follows "WeightsUnpickler error:" names what was refused.
-        text = str(error).split("WeightsUnpickler error:", 1)[-1].strip()
-        reason = (text.splitlines() or [""])[0].split(". Please use")[0]
+        # What was refused and why; never torch's advice to load the file with weights_only=False.
+        if refused_global(error):
+            raise Monodepth2ImportError(
+                f"{path} is not a checkpoint of tensors and plain values, so it is not loaded: "
+                f"{refusal_reason(error)}, which Monodepth2's weight files never do. It is damaged or not a "
+                f"Monodepth2 weights file: download the model folder again from a source you trust"
+            ) from None
         raise Monodepth2ImportError(
-            f"{path} is not a checkpoint of tensors and plain values, so it is not loaded (unpickling it fully "
-            f"could run code from the file): {reason}"
-        ) from error
+            f"{path} is not a checkpoint of tensors and plain values, so it is not loaded "
+            f"({refused_pickle_detail(error)}); it is damaged or not a Monodepth2 weights file, and was refused "
+            f"without running anything in it: download the model folder again"
+        ) from None
     except Exception as error:  # truncated download, not a PyTorch file
         raise Monodepth2ImportError(f"{path} is not a readable PyTorch checkpoint ({error})") from error
     if not isinstance(state, dict):
