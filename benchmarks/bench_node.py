@@ -9,9 +9,11 @@
    queueing) and the time from publishing it to receiving its ``points`` is measured.
 3. Side by side, interleaved with (2) so that all see the same machine load: our forward
    alone, and Monodepth2's own ResNet-18 encoder + decoder from a local checkout.
-4. With CUDA: frames per second in float32 and float16.
+4. With CUDA: frames per second of PyTorch in float32 and float16, and of onnxruntime's
+   CUDAExecutionProvider (float32; .onnx models always run in float32) when onnxruntime-gpu is
+   installed. ``--cuda-only`` runs just this part (benchmarks/gpu_check.sh uses it).
 
-    benchmarks/bench_node.py [--frames N] [--monodepth2 PATH_TO_CHECKOUT] [--markdown]
+    benchmarks/bench_node.py [--frames N] [--monodepth2 PATH_TO_CHECKOUT] [--markdown] [--cuda-only]
 
 Model weights are random (speed does not depend on them). See benchmarks/README.md.
 """
@@ -431,9 +433,9 @@ def monodepth2_forwards(checkout: Path) -> Dict[str, Callable[[], None]]:
 
 
 # ---- 4. CUDA ----------------------------------------------------------------------------------
-def cuda_table(model_path: Path, frames: int, warmup: int) -> Table:
+def cuda_table(model_path: Path, frames: int, warmup: int, onnx: bool = True) -> Table:
     table = Table("CUDA frames per second (640x480 camera, 640x192 network)",
-                  ["precision", "forward fps", "forward median ms", "predict fps", "predict median ms"])
+                  ["backend, precision", "forward fps", "forward median ms", "predict fps", "predict median ms"])
     model = load_model_file(model_path)
     rgb = cv2.cvtColor(scene_bgr(640, 480), cv2.COLOR_BGR2RGB)
     for half in (False, True):
@@ -452,10 +454,53 @@ def cuda_table(model_path: Path, frames: int, warmup: int) -> Table:
                 samples["forward"].append(middle - start)
                 samples["predict"].append(end - middle)
         forward, predict = median_ms(samples["forward"]), median_ms(samples["predict"])
-        table.add("float16" if half else "float32", fmt(1e3 / forward), fmt(forward, 2), fmt(1e3 / predict), fmt(predict, 2))
+        table.add("PyTorch float16" if half else "PyTorch float32", fmt(1e3 / forward), fmt(forward, 2),
+                  fmt(1e3 / predict), fmt(predict, 2))
     table.notes.append("forward: DepthEstimator.disparity on a preprocessed tensor; predict: RGB in, metric depth out "
                        "(preprocessing, copies both ways, upsampling).")
+    if onnx:
+        onnx_cuda_rows(table, model_path, rgb, frames, warmup)
     return table
+
+
+def onnx_cuda_rows(table: Table, model_path: Path, rgb: np.ndarray, frames: int, warmup: int) -> None:
+    """onnxruntime's CUDAExecutionProvider on the export of ``model_path`` (float32: .onnx models run in
+    float32; the node ignores half_precision for them). Without onnxruntime-gpu a row says so."""
+    try:
+        import onnxruntime
+    except ImportError:
+        table.add("onnxruntime CUDA float32: onnxruntime is not installed (pip install onnxruntime-gpu)", "-", "-", "-", "-")
+        return
+    providers = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        table.add(f"onnxruntime CUDA float32: onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider "
+                  f"(onnxruntime-gpu is not installed: pip install onnxruntime-gpu)", "-", "-", "-", "-")
+        return
+    from mono_depth_ros.inference import OnnxDepthEstimator
+    from mono_depth_ros.tools.export_onnx import export_onnx
+
+    onnx_path = model_path.with_suffix(".onnx")
+    export_onnx(model_path, onnx_path, verify=False)
+    estimator = OnnxDepthEstimator(onnx_path, device="cuda")
+    if estimator.providers[0] != "CUDAExecutionProvider":
+        table.add("onnxruntime CUDA float32: " + "; ".join(estimator.warnings), "-", "-", "-", "-")
+        return
+    image = estimator.preprocess(rgb)
+    samples: Dict[str, List[float]] = {"forward": [], "predict": []}
+    for frame in range(warmup + frames):
+        start = time.perf_counter()
+        estimator.disparity(image)  # NumPy in and out: synchronous
+        middle = time.perf_counter()
+        estimator.predict(rgb)
+        end = time.perf_counter()
+        if frame >= warmup:
+            samples["forward"].append(middle - start)
+            samples["predict"].append(end - middle)
+    forward, predict = median_ms(samples["forward"]), median_ms(samples["predict"])
+    table.add("onnxruntime CUDA float32", fmt(1e3 / forward), fmt(forward, 2), fmt(1e3 / predict), fmt(predict, 2))
+    table.notes.append("onnxruntime CUDA: OnnxDepthEstimator on the export_onnx export, CUDAExecutionProvider; its "
+                       "forward includes the copies of the input and the disparity (NumPy in and out). .onnx models "
+                       "run in float32 only (float16: a TensorRT engine, docs/onnx.md).")
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -470,6 +515,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="keep Fast DDS's default 512 kB shared-memory segment (large messages get lost)")
     parser.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the depth_node process, e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)")
+    parser.add_argument("--cuda-only", action="store_true",
+                        help="only the CUDA table (PyTorch float32/float16, onnxruntime's CUDA provider); needs CUDA")
+    parser.add_argument("--no-onnx", action="store_true", help="leave onnxruntime out of the CUDA table")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         parser.error("--frames must be >= 1 and --warmup >= 0")
@@ -565,8 +613,24 @@ def side_by_side_table(results) -> Table:
     return table
 
 
+def cuda_only(args: argparse.Namespace) -> int:
+    """--cuda-only: the machine facts and the CUDA table."""
+    if not torch.cuda.is_available():
+        print(f"bench_node: --cuda-only needs a CUDA device; torch {torch.__version__} (built for CUDA "
+              f"{torch.version.cuda}) sees none", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench_node_") as tmp:
+        model_path = make_model(Path(tmp))
+        tables = [machine_facts("rclpy not used"), cuda_table(model_path, args.frames, args.warmup, not args.no_onnx)]
+    for table in tables:
+        print(table.render(args.markdown))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.cuda_only:
+        return cuda_only(args)
     # As the node does (DepthEstimator on the CPU): without it, receiving a 15 MB cloud here page-faults
     # ~10-40 ms per frame into the measured latency. First, so that rclpy's threads get it too.
     keep_freed_memory_in_process()
@@ -618,7 +682,7 @@ def main(argv=None) -> int:
                 tables.append(end_to_end_table(results, end_to_end.lost_per_camera))
             tables.append(side_by_side_table(results))
             if torch.cuda.is_available():
-                tables.append(cuda_table(model_path, args.frames, args.warmup))
+                tables.append(cuda_table(model_path, args.frames, args.warmup, not args.no_onnx))
         finally:
             if ros:
                 ros.close()
