@@ -32,3 +32,19 @@ def keep_freed_memory_in_process(mmap_threshold_bytes: int = 64 << 20, trim_thre
         libc.mallopt(_M_ARENA_MAX, 1)
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
         pass
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free memory back to the system now (glibc's malloc_trim).
+
+    For after a one-off burst, such as loading a model: the file's bytes and the loader's copies are
+    freed, but keep_freed_memory_in_process keeps up to its trim threshold of them in the process
+    (measured: ~100 MB after loading a ResNet-18 .onnx, see docs/benchmarks.md, "Node memory").
+    Linux/glibc only; elsewhere a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from ..devices import auto_device
+from ..memory import release_freed_memory
 from ..model_file import ModelFileError, ModelMetadata
 from .backend import DepthBackend
 from .onnx_backend import HOW_TO_EXPORT, OnnxDepthEstimator, is_onnx_path
@@ -40,6 +41,7 @@ def load_estimator(path: Union[str, Path], device: str = "cuda", half: bool = Fa
     path = Path(path)
     if is_onnx_path(path):
         onnx_estimator = OnnxDepthEstimator(path, device, half, threads)
+        release_freed_memory()  # what reading the file and building the session freed
         return LoadedEstimator(onnx_estimator, onnx_estimator.metadata, path, onnx_estimator.backend,
                                onnx_estimator.device, list(onnx_estimator.warnings))
     try:
@@ -56,6 +58,7 @@ def load_estimator(path: Union[str, Path], device: str = "cuda", half: bool = Fa
     torch_device, warning = auto_device(device)
     model = load_model_file(path, device="cpu")
     estimator = DepthEstimator(model, torch_device, half=half)
+    release_freed_memory()  # the file's bytes, read in one piece and copied into the network
     return LoadedEstimator(estimator, model.metadata, model.path, "PyTorch", str(torch_device),
                            [warning] if warning else [], model)
 
