@@ -30,7 +30,7 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            f"depth_node = {PACKAGE}.ros.depth_node:main",
+            f"depth_node = {PACKAGE}.ros:depth_node_main",
             f"create_model = {PACKAGE}.tools.create_model:main",
             f"infer_bag = {PACKAGE}.tools.infer_bag:main",
             f"import_monodepth2 = {PACKAGE}.tools.import_monodepth2:main",

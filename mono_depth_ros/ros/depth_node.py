@@ -433,7 +433,11 @@ class DepthNode(Node):
 def main(args=None) -> int:
     # Before rclpy starts its threads, so they share the tuned malloc arena (see the function).
     keep_freed_memory_in_process()
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except KeyboardInterrupt:  # Ctrl-C while rclpy starts
+        rclpy.try_shutdown()
+        return 0
     try:
         node = DepthNode()
     except StartupError as error:
