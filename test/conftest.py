@@ -14,10 +14,13 @@ from mono_depth_ros.networks import DepthNet, PoseNet
 pytest.register_assert_rewrite("node_harness")
 
 
-# Tiers by file (setup.cfg declares the markers): `make test-fast` runs neither.
+# Tiers (setup.cfg declares the markers): `make test-fast` runs neither. Whole files here; single tests that
+# train for several steps, spawn processes or talk DDS in otherwise quick files carry @pytest.mark.slow
+# or @pytest.mark.ros themselves, so that the fast tier stays about a minute on 2 cores.
 ROS_TEST_FILES = {"test_bag_playback.py", "test_demo.py", "test_launch.py", "test_node_bad_input.py",
                   "test_node_lifecycle.py", "test_node_load.py", "test_node_odometry.py", "test_node_onnx.py",
-                  "test_node_outputs.py", "test_node_parameters.py", "test_node_transport.py"}
+                  "test_node_diagnostics.py", "test_node_outputs.py", "test_node_parameters.py", "test_node_startup_signals.py",
+                  "test_node_transport.py"}
 SLOW_TEST_FILES = {"test_demo.py", "test_distributed.py", "test_odometry_trained.py", "test_train_cli.py",
                    "test_trainer_faults.py"}
 

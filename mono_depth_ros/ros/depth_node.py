@@ -35,6 +35,8 @@ from ..msgtypes import COLORED_OUTPUT, DEPTH_OUTPUT, POINTS_OUTPUT
 from ..pointcloud import POINT_FIELDS, POINT_STEP
 from ..networks import encoder_label
 from ..visual_odometry import PoseRunner, StillGate, VisualOdometry, chain_break_reason
+from ..node_health import NodeHealth
+from .diagnostics import DiagnosticsPublisher
 from .image_subscription import ImageSubscription, ImageSubscriptionError
 from .parameters import NodeParameters
 
@@ -110,8 +112,10 @@ class DepthNode(Node):
                 "parameter 'model_path' is empty: pass model:=/path/to/model.safetensors. " + HOW_TO_GET_A_MODEL
             )
         self._last_warning: Dict[str, float] = {}
+        self._health = NodeHealth(time.monotonic())
         self._camera_infos: CameraInfoPairing[CameraInfo] = CameraInfoPairing()
         self._pending: Optional[Image] = None
+        self._pending_received_s = 0.0
         self._checked_intrinsics: Optional[tuple] = None
         self.frames_received = 0
         self.frames_dropped = 0
@@ -142,6 +146,12 @@ class DepthNode(Node):
                 "(see docs/node.md, 'Scale')"
             )
         self._setup_odometry(model)
+        self._health.facts.update({
+            "device": describe(model), "model": str(model.path),
+            "depth": "metric" if meta.metric else f"relative (depth_scale {self._config.depth_scale:g})",
+            "image topic": self._image_input.topic_name, "camera_info topic": self._info_sub.topic_name,
+        })
+        self._diagnostics = DiagnosticsPublisher(self, self._health, hardware_id=describe(model))
         self._parameter_binding.watch()
         self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
         self._worker.start()
@@ -221,11 +231,14 @@ class DepthNode(Node):
         self._camera_infos.add(header_stamp(msg), msg)
 
     def _on_image(self, msg: Image) -> None:
+        now = time.monotonic()
+        self._health.image_received(now)
         with self._condition:
             self.frames_received += 1
             if self._pending is not None:
                 self.frames_dropped += 1  # the worker was busy: keep only the newest frame
-            self._pending = msg
+                self._health.frame_dropped()
+            self._pending, self._pending_received_s = msg, now
             self._condition.notify()
 
     # ---- worker thread -----------------------------------------------------------------------
@@ -237,8 +250,14 @@ class DepthNode(Node):
                 if self._stopping:
                     return
                 msg, self._pending = self._pending, None
+                received_s = self._pending_received_s
             try:
-                self.process(msg)
+                published = self.process(msg)
+                if published:
+                    now = time.monotonic()
+                    self._health.frame_published(now, now - received_s)
+                elif not self._shutting_down():
+                    self._health.frame_skipped()
             except Exception as error:  # never let one frame stop the node
                 if self._shutting_down():
                     return  # the publishers went away under us during shutdown: nothing to report
@@ -259,6 +278,7 @@ class DepthNode(Node):
         (another bad field, another camera_info) is reported at once instead of being hidden.
         """
         now = time.monotonic()
+        self._health.warned(now, problem, text)  # /diagnostics lists it while in force, throttled or not
         if len(self._last_warning) >= MAX_THROTTLED_PROBLEMS:  # bound memory: forget expired problems
             self._last_warning = {
                 key: when for key, when in self._last_warning.items() if now - when < WARNING_PERIOD_S
