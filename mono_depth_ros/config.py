@@ -155,6 +155,10 @@ class DepthNodeConfig:
     max_image_pixels: int = parameter(
         16_000_000, "Larger images (width x height) are skipped with a warning: a 48 MP frame would need GBs for "
         "its cloud. Raise it for big cameras, or publish a resized image (image_proc `resize`).", minimum=1)
+    image_is_rectified: bool = parameter(
+        False, "The image is already rectified (image_proc's `image_rect`, published beside the raw camera's "
+        "camera_info): the camera is camera_info's P and D is not applied. False: a non-zero D means a raw "
+        "image, which the node undistorts (see Lens distortion).")
     require_matching_frame_id: bool = parameter(
         True, "Skip images whose `header.frame_id` differs from the camera_info's (a camera_info of another "
         "camera, or from before a frame_id change). An empty camera_info frame_id matches any image.")

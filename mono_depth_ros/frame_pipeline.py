@@ -34,23 +34,32 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     )
 
 
-def camera_info_intrinsics(info, image_width: int, image_height: int) -> np.ndarray:
+def camera_info_intrinsics(info, image_width: int, image_height: int, rectified: bool = False) -> np.ndarray:
     """sensor_msgs/CameraInfo + image size -> (3, 3) K of that image (binning and ROI applied).
 
-    Raises CameraInfoError when the camera_info cannot describe the image (wrong size, bad K).
+    ``rectified``: the image is image_proc's rectified image (``image_rect``), whose camera is P's left
+    3x3 (K when P is all zero), not K. Raises CameraInfoError when the camera_info cannot describe the
+    image (wrong size, bad K).
     """
     roi = info.roi
+    k = info.k
+    if rectified and np.any(np.asarray(info.p, dtype=np.float64)):
+        p = [float(value) for value in info.p]
+        k = p[0:3] + p[4:7] + p[8:11]
     return intrinsics_for_image(
-        info.k, int(info.width), int(info.height), int(image_width), int(image_height),
+        k, int(info.width), int(info.height), int(image_width), int(image_height),
         int(info.binning_x), int(info.binning_y),
         int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height),
     )
 
 
-def camera_info_lens(info) -> Optional[LensDistortion]:
-    """sensor_msgs/CameraInfo -> its lens distortion, or None when the image is pinhole (D zero).
+def camera_info_lens(info, rectified: bool = False) -> Optional[LensDistortion]:
+    """sensor_msgs/CameraInfo -> its lens distortion, or None when the image is pinhole (D zero, or
+    ``rectified``: image_proc's rectified image, whose camera_info still carries the raw camera's D).
 
     Raises CameraInfoError (unusable D: not finite, unknown model, too few coefficients)."""
+    if rectified:
+        return None
     try:
         return lens_distortion(str(info.distortion_model), list(info.d))
     except DistortionError as error:

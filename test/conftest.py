@@ -19,7 +19,7 @@ pytest.register_assert_rewrite("node_harness")
 # or @pytest.mark.ros themselves, so that the fast tier stays about a minute on 2 cores.
 ROS_TEST_FILES = {"test_bag_playback.py", "test_demo.py", "test_launch.py", "test_node_bad_input.py",
                   "test_node_lifecycle.py", "test_node_load.py", "test_node_odometry.py", "test_node_onnx.py",
-                  "test_node_diagnostics.py", "test_node_outputs.py", "test_node_parameters.py", "test_node_startup_signals.py",
+                  "test_node_diagnostics.py", "test_node_distortion.py", "test_node_outputs.py", "test_node_parameters.py", "test_node_startup_signals.py",
                   "test_node_transport.py"}
 SLOW_TEST_FILES = {"test_demo.py", "test_distributed.py", "test_odometry_trained.py", "test_train_cli.py",
                    "test_trainer_faults.py"}

@@ -166,3 +166,21 @@ def test_pipeline_of_a_pinhole_camera_is_unchanged():
     assert backend.images[0] is rgb
     np.testing.assert_allclose(outputs.depth, plane_depth(unit_depth_rays(K, HEIGHT, WIDTH).astype(np.float64)),
                                rtol=1e-6)
+
+
+def test_a_rectified_image_uses_P_and_no_distortion():
+    """image_proc's image_rect comes with the raw camera's camera_info: K and D of the raw image, P of
+    the rectified one."""
+    from mono_depth_ros.frame_pipeline import camera_info_intrinsics
+
+    P = [100.0, 0.0, 77.0, 0.0, 0.0, 101.0, 60.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    roi = SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0)
+    info = SimpleNamespace(k=K.reshape(-1).tolist(), p=P, d=list(LENSES["plumb_bob"].D), distortion_model="plumb_bob",
+                           width=WIDTH, height=HEIGHT, binning_x=0, binning_y=0, roi=roi)
+    assert camera_info_lens(info) == LENSES["plumb_bob"]
+    np.testing.assert_allclose(camera_info_intrinsics(info, WIDTH, HEIGHT), K)
+    assert camera_info_lens(info, rectified=True) is None
+    np.testing.assert_allclose(camera_info_intrinsics(info, WIDTH, HEIGHT, rectified=True),
+                               [[100.0, 0.0, 77.0], [0.0, 101.0, 60.5], [0.0, 0.0, 1.0]])
+    info.p = [0.0] * 12  # no P: K is the camera
+    np.testing.assert_allclose(camera_info_intrinsics(info, WIDTH, HEIGHT, rectified=True), K)

@@ -320,12 +320,16 @@ class DepthNode(Node):
             return False
         height, width = rgb.shape[:2]
         try:
-            K = camera_info_intrinsics(info, width, height)
-            lens = camera_info_lens(info)
+            K = camera_info_intrinsics(info, width, height, config.image_is_rectified)
+            lens = camera_info_lens(info, config.image_is_rectified)
         except CameraInfoError as error:
             self._warn(f"camera_info: {info.header.frame_id}: {error}", f"skipping image on {topic}: {error}")
             return False
         self._check_learned_intrinsics(K, width, height)
+        if lens is not None and "rect" in topic.rsplit("/", 1)[-1]:
+            self._warn(f"rectified topic with D: {topic}", (
+                f"{topic} looks like a rectified image, but its camera_info has a non-zero D, so the node "
+                "undistorts it again; if it is image_proc's image_rect, set image_is_rectified true"))
 
         # The steps of FramePipeline.run (what infer_bag calls), each output published when ready.
         prediction = self._pipeline.prediction(rgb, config, K, lens)

@@ -207,8 +207,8 @@ def infer_bag(
                         skip(SKIP_RAW_IMAGE, f"an image on {topics.image} cannot be read: {error}")
                     return
                 try:
-                    K = camera_info_intrinsics(info, rgb.shape[1], rgb.shape[0])
-                    lens = camera_info_lens(info)
+                    K = camera_info_intrinsics(info, rgb.shape[1], rgb.shape[0], config.image_is_rectified)
+                    lens = camera_info_lens(info, config.image_is_rectified)
                 except CameraInfoError as error:
                     skip(SKIP_CAMERA_INFO, f"{topics.camera_info} does not fit an image on {topics.image}: {error}")
                     return
