@@ -34,12 +34,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+def intra_op_threads() -> int:
+    """OMP_NUM_THREADS when it is set (1 is far steadier on a busy 2-core machine: OpenMP threads wait
+    for each other), else one per core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
 def pytest_configure(config):
     # One DDS domain per test session, traffic kept on this machine.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(intra_op_threads())
 
 
 @pytest.fixture(scope="session")

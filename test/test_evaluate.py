@@ -174,6 +174,7 @@ def _monodepth2_reference(model_path, images, depths, max_depth=80.0, min_depth=
     return dict(zip(("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"), np.mean(errors, axis=0)))
 
 
+@pytest.mark.slow
 def test_cli_writes_both_rows_as_json_and_prints_the_table(synthetic_recording, small_model_path, tmp_path, capsys):
     json_path = tmp_path / "out" / "metrics.json"
     code = main([

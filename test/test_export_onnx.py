@@ -76,8 +76,12 @@ def exported(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
-@pytest.mark.parametrize("encoder", ["resnet", "efficientnet_lite0"])
+@pytest.mark.parametrize("encoder, dynamic", [
+    pytest.param("resnet", False, id="resnet-static"),
+    pytest.param("resnet", True, id="resnet-dynamic", marks=pytest.mark.slow),  # another export each
+    pytest.param("efficientnet_lite0", False, id="efficientnet_lite0-static"),
+    pytest.param("efficientnet_lite0", True, id="efficientnet_lite0-dynamic", marks=pytest.mark.slow),
+])
 def test_onnxruntime_matches_pytorch(exported, encoder, dynamic):
     import onnxruntime
 
@@ -138,6 +142,7 @@ def test_graph_is_plain_onnx_for_tensorrt(exported, encoder):
     assert all(node.input[1] in constants for node in pads)
 
 
+@pytest.mark.slow
 def test_opset_choice(exported, tmp_path):
     import onnx
 
@@ -272,6 +277,7 @@ def test_infer_bag_runs_onnx_models(exported, tmp_path, capsys):
 
 
 # ---- command line --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_command_line(exported, tmp_path, capsys):
     source, _ = exported("resnet", False)
     out = tmp_path / "cli.onnx"

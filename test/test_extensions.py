@@ -128,6 +128,7 @@ def test_camera_head_gives_positive_focal_lengths_and_a_principal_point_in_range
     assert ((refined[:, 0, 2] - 97.0).abs() <= 0.05 * width + 1e-4).all()
 
 
+@pytest.mark.slow
 def test_camera_head_learns_from_the_reprojection_and_mirrors_cx_for_flipped_samples(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     config = tiny_config("mono", **{"model.intrinsics": "learned"})
@@ -181,6 +182,7 @@ def test_resume_refuses_to_change_a_network_switch(key, value):
         check_resume_compatible(apply_overrides(config, [f"{key}={value}"]), checkpoint)
 
 
+@pytest.mark.slow
 def test_validation_logs_the_learned_K_next_to_the_calibration(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     trainer = Trainer(tiny_config("mono", **{"model.intrinsics": "learned"}), train_ds, val_ds, tmp_path,
@@ -216,6 +218,7 @@ def test_intrinsics_disagreement_warns_only_for_learned_K_far_from_camera_info()
 # --------------------------------------------------------------------------- semantic guidance
 
 
+@pytest.mark.slow
 def test_semantic_branch_is_frozen_and_starts_neutral():
     torch.manual_seed(0)
     net = DepthNet(18, semantic=True).train()
@@ -260,6 +263,7 @@ def test_stereo_head_predicts_both_views_and_returns_the_left_one_by_default():
         DepthNet(18)(image, both_views=True)
 
 
+@pytest.mark.slow
 def test_stereo_head_needs_one_forward_pass_per_sample(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     seen = []
@@ -312,6 +316,7 @@ def test_weather_choice_and_bad_names():
 # --------------------------------------------------------------------------- 2-step runs per switch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode, overrides",
     [
@@ -342,6 +347,7 @@ def test_two_step_run_exports_a_model_that_loads_and_predicts(recording, tmp_pat
             true_report(recording).normalized_intrinsics)
 
 
+@pytest.mark.slow
 def test_two_step_run_with_the_semantic_branch_keeps_it_frozen(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     config = tiny_config("stereo", **{"optim.max_steps": 2, "model.semantic": "true"})
@@ -357,6 +363,7 @@ def test_two_step_run_with_the_semantic_branch_keeps_it_frozen(recording, tmp_pa
     assert not torch.equal(trained["semantic.fuse_low.weight"], initial.state_dict()["semantic.fuse_low.weight"])
 
 
+@pytest.mark.slow
 def test_two_step_run_from_a_bag_without_camera_info_with_weather_and_learned_intrinsics(tmp_path, monkeypatch):
     pytest.importorskip("rosbags", reason="rosbags is required to read bags")
     from mono_depth_ros.bagio import BagError

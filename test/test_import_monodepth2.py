@@ -234,6 +234,7 @@ def test_depth_network_matches_monodepth2_at_every_scale(stereo18, imported18):
     check_same_disparities(stereo18, imported18.depth_net)
 
 
+@pytest.mark.slow
 def test_resnet50_mono_model(tmp_path):
     """Bottleneck blocks (4x the channels) map too; a mono-trained model is not metric."""
     folder = Monodepth2Folder(tmp_path / "mono_50", 50, use_stereo=False, pose=False, seed=10)

@@ -266,6 +266,7 @@ def test_existing_output_and_bad_inputs_are_refused(raw_bag, small_model_path, t
 
 
 # ---- against the real node over DDS ---------------------------------------------------------------
+@pytest.mark.ros
 def test_output_equals_what_depth_node_publishes_over_dds(raw_bag, small_model_path, tmp_path):
     pytest.importorskip("rclpy")
     import node_harness as dds  # the DDS helpers (node process, test-side ROS node)

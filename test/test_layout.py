@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mono_depth_ros", "training")
 MAX_LINES = 600
@@ -244,6 +246,7 @@ def test_deprecated_node_module_imports_without_rclpy():
     assert completed.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_trainer_is_one_package_under_its_installed_name():
     """From the repository root (where `training` would be importable as a folder), the trainer loads
     once, as mono_depth_ros_training: no module imports it a second time under the bare name."""

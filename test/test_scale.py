@@ -133,6 +133,7 @@ def test_the_true_depth_passes_the_stereo_scale_check_and_wrong_scales_fail(stre
     assert not flat.passed  # a collapsed model (depth at min_depth) is never metric
 
 
+@pytest.mark.slow
 def test_odometry_scale_check_with_known_motion_and_a_threefold_odometry_error(street):
     frames = list(range(1, 9))
     depth, left, _, K, _ = _stereo_inputs(street, frames)

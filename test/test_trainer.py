@@ -58,6 +58,7 @@ def test_mono_step_trains_depth_and_pose(recording, tmp_path):
     assert changed(before_depth, trainer.depth_net) and changed(before_pose, trainer.pose_net)
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(recording, tmp_path):
     # 6 samples, batch 2: 3 steps per epoch. The run is cut mid-epoch (step 2) and continues
     # across the epoch boundary (scheduler step and validation) to step 4.
@@ -233,6 +234,7 @@ def test_a_training_split_smaller_than_a_batch_is_refused(recording, tmp_path):
         Trainer(tiny_config("stereo"), train_ds, None, tmp_path, log=quiet)
 
 
+@pytest.mark.slow
 def test_onecycle_schedule_warms_up_then_anneals_per_step(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     config = tiny_config("stereo", **{"optim.schedule": "onecycle", "optim.max_steps": 8, "optim.epochs": 10,
@@ -251,6 +253,7 @@ def test_onecycle_schedule_warms_up_then_anneals_per_step(recording, tmp_path):
     assert rates[-1] == pytest.approx(1e-3 / 25e4, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpoints_from_before_a_setting_existed_resume_with_its_default(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     datasets = (train_ds, val_ds, report())
@@ -329,6 +332,7 @@ def test_mono_without_odometry_warps_at_a_nominal_step_and_starts_at_its_depth(r
     assert with_odometry.use_odometry_distance and not with_odometry.use_constant_speed
 
 
+@pytest.mark.slow
 def test_a_forced_degenerate_network_is_reported_and_never_labelled_metric(recording, tmp_path):
     """Depth pinned at model.min_depth everywhere (saturated sigmoid: no gradient, so it stays)."""
     train_ds, val_ds = make_datasets(recording)
@@ -352,6 +356,7 @@ def test_a_forced_degenerate_network_is_reported_and_never_labelled_metric(recor
     assert "NOT metric: training did not converge" in text[-1]
 
 
+@pytest.mark.slow
 def test_a_short_run_learns_to_explain_the_other_view_better_than_not_warping(recording, tmp_path):
     train_ds, val_ds = make_datasets(recording)
     config = tiny_config("stereo", **{"optim.epochs": 8, "optim.schedule": "onecycle", "optim.lr": 1e-3})
