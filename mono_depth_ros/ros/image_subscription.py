@@ -75,7 +75,9 @@ class ImageSubscription:
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
             )
-        except (InvalidQosOverridesError, KeyError, ValueError, TypeError) as error:
+        except (InvalidQosOverridesError, KeyError, ValueError, TypeError, RuntimeError) as error:
+            # (RuntimeError: rclpy's 'Unexpected QoS override', or the context shutting down, which the
+            # node tells apart by context.ok())
             raise ImageSubscriptionError(
                 f"invalid qos_overrides for the image subscription ({error}): reliability is 'reliable' or "
                 "'best_effort', history 'keep_last', depth a positive integer"
