@@ -4,7 +4,8 @@ A RELIABLE subscription does not match a BEST_EFFORT publisher (the sensor-data 
 drivers, simulators and bridges), and a BEST_EFFORT one loses large images that lose a fragment.
 So, as rosbag2 does, the subscription adapts to the QoS the publishers offer: reliable while every
 publisher is reliable, best effort as soon as one is best effort. It looks at the publishers when it
-starts, once a second after, and at once when DDS reports an incompatible publisher.
+starts and once a second after (from a timer: a subscription is never replaced from inside one of
+its own callbacks).
 
 An explicit ``qos_overrides.<topic>.subscription.reliability`` parameter fixes the reliability: the
 subscription is then never changed, and an incompatible publisher is reported with the fix.
@@ -120,8 +121,7 @@ class ImageSubscription:
     def _on_incompatible_qos(self, event) -> None:
         policy = QoSPolicyKind(event.last_policy_kind)  # a plain int on some distributions
         if not self.fixed and policy == QoSPolicyKind.RELIABILITY:
-            self.adapt()  # a best-effort publisher appeared: follow it now, not at the next check
-            return
+            return  # a best-effort publisher appeared: the next check (within a second) follows it
         hint = ""
         if policy == QoSPolicyKind.RELIABILITY:
             hint = (
