@@ -78,7 +78,7 @@ def generate_launch_description() -> LaunchDescription:
             "camera_info", default_value="/camera/camera_info", description="CameraInfo topic of that image"
         ),
         DeclareLaunchArgument(
-            "model", default_value="", description="model file (.safetensors); empty: params_file's model_path"
+            "model", default_value="", description="model file (.safetensors, or .onnx run by onnxruntime); empty: params_file's model_path"
         ),
         DeclareLaunchArgument(
             "device",

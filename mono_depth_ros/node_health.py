@@ -38,6 +38,7 @@ class NodeHealth:
         self._outputs: Deque[Tuple[float, float]] = deque()  # (time, latency s)
         self._warnings: Dict[str, Tuple[float, str]] = {}  # cause -> (time, text)
         self.last_image_s: Optional[float] = None
+        self.first_image_s: Optional[float] = None
 
     def _trim(self, now: float) -> None:
         while self._arrivals and now - self._arrivals[0] > WINDOW_S:
@@ -49,6 +50,8 @@ class NodeHealth:
         with self._lock:
             self.received += 1
             self.last_image_s = now
+            if self.first_image_s is None:
+                self.first_image_s = now
             self._arrivals.append(now)
             self._trim(now)
 

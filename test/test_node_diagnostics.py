@@ -47,3 +47,24 @@ def test_diagnostics_report_rates_device_and_warnings_in_force(ros, small_model_
         assert "cpu" in values["device"]
     finally:
         node.close()
+
+
+def test_a_stream_that_starts_with_an_image_before_its_camera_info_is_not_warned_about(ros, small_model_path, tmp_path):
+    """Drivers publish the image, then its camera_info: the first frame finds none yet. That is a
+    normal start, not a remapping problem: no warning, and /diagnostics stays OK."""
+    node = RunningNode(ros, tmp_path / "node.log", "/dds_info_late", {"model_path": str(small_model_path),
+                                                                     "device": "cpu"})
+    diagnostics = node.add_subscription(DiagnosticArray, "/diagnostics", key="diagnostics")
+    try:
+        node.wait_ready()
+        image, info = small_frame()
+        node.image_pub.publish(image)
+        node.ros.spin_for(0.05)
+        node.info_pub.publish(info)
+        node.exchange(*small_frame(), outputs=("depth",))
+        diagnostics.clear()
+        assert node.ros.spin_until(lambda: len(own_statuses(diagnostics)) >= 1, 5.0)
+        assert level(own_statuses(diagnostics)[-1]) == level(DiagnosticStatus(level=DiagnosticStatus.OK))
+        assert "no CameraInfo received" not in node.process.output()
+    finally:
+        node.close()

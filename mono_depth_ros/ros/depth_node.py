@@ -43,6 +43,8 @@ from .parameters import NodeParameters
 WARNING_PERIOD_S = 5.0
 SPIN_PERIOD_S = 0.25  # longest a missed shutdown wake-up can delay exit
 MAX_THROTTLED_PROBLEMS = 64
+# Drivers publish an image just before its camera_info: the first frames may find none yet.
+CAMERA_INFO_GRACE_S = 1.0
 
 
 class StartupError(RuntimeError):
@@ -296,6 +298,9 @@ class DepthNode(Node):
         info = self._camera_infos.info_for(header_stamp(msg))
         topic = self._image_input.topic_name
         if info is None:
+            first_image_s = self._health.first_image_s
+            if first_image_s is not None and time.monotonic() - first_image_s < CAMERA_INFO_GRACE_S:
+                return False  # the stream is starting: its camera_info is on the way
             self._warn(
                 "no_camera_info",
                 f"no CameraInfo received on {self._info_sub.topic_name} yet; frames on {topic} are skipped "

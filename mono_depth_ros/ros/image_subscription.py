@@ -7,16 +7,18 @@ publisher is reliable, best effort as soon as one is best effort. It looks at th
 starts and once a second after (from a timer: a subscription is never replaced from inside one of
 its own callbacks).
 
-An explicit ``qos_overrides.<topic>.subscription.reliability`` parameter fixes the reliability: the
-subscription is then never changed, and an incompatible publisher is reported with the fix.
+An explicit ``qos_overrides.<topic>.subscription.reliability`` parameter (the standard name, declared
+here) fixes the reliability: the subscription is then never changed, and an incompatible publisher is
+reported with the fix. No subscription exists before the node knows which case it is in, so a
+camera never sees a subscription it cannot match.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSHistoryPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy
-from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 try:
@@ -46,8 +48,10 @@ def resolved_name(node: Node, name: str) -> str:
     """``name`` after the node's namespace and remapping rules, as a subscription would use it."""
     if hasattr(node, "resolve_topic_name"):
         return node.resolve_topic_name(name)
-    # Older rclpy: a momentary subscription reports the name it resolved to.
-    subscription = node.create_subscription(Image, name, lambda message: None, 1)
+    # Older rclpy: a momentary subscription reports the name it resolved to (best effort: it matches
+    # any camera, which therefore never sees an incompatible reader).
+    probe = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+    subscription = node.create_subscription(Image, name, lambda message: None, probe)
     try:
         return subscription.topic_name
     finally:
@@ -65,41 +69,56 @@ class ImageSubscription:
         self._callback = callback
         self._warn = warn
         self.message_type = CompressedImage if transport == "compressed" else Image
-        # Created with the system default so that an explicit qos_overrides parameter shows as a change.
-        probe = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
-                           reliability=QoSReliabilityPolicy.SYSTEM_DEFAULT)
         # image_transport's naming: the transport's topic is the (remapped) base topic + "/compressed".
-        name = "image" if transport == "raw" else f"{resolved_name(node, 'image')}/compressed"
-        try:
-            self._subscription = node.create_subscription(
-                self.message_type, name, callback, probe,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
-            )
-        except (InvalidQosOverridesError, KeyError, ValueError, TypeError, RuntimeError) as error:
-            # (RuntimeError: rclpy's 'Unexpected QoS override', or the context shutting down, which the
-            # node tells apart by context.ok())
-            raise ImageSubscriptionError(
-                f"invalid qos_overrides for the image subscription ({error}): reliability is 'reliable' or "
-                "'best_effort', history 'keep_last', depth a positive integer"
-            ) from error
-        self.topic_name = self._subscription.topic_name
-        chosen = self._subscription.qos_profile
-        self.fixed = chosen.reliability != QoSReliabilityPolicy.SYSTEM_DEFAULT
-        self.reliability = chosen.reliability
-        self._depth = chosen.depth
+        base = resolved_name(node, "image")
+        self.topic_name = base if transport == "raw" else f"{base}/compressed"
+        reliability, self._depth = self._declare_overrides()
+        self.fixed = reliability is not None
+        self._subscription = None
         self._timer = None
-        if not self.fixed:
-            offered = reliability_for(self._offered())
-            self._replace(offered or QoSReliabilityPolicy.RELIABLE)
+        if self.fixed:
+            self._replace(reliability)
+        else:
+            self._replace(reliability_for(self._offered()) or QoSReliabilityPolicy.RELIABLE)
             self._timer = node.create_timer(RECHECK_PERIOD_S, self.adapt)
+
+    def _declare_overrides(self) -> Tuple[Optional[QoSReliabilityPolicy], int]:
+        """The standard QoS override parameters of this subscription (the names rclpy's
+        QoSOverridingOptions uses), declared here so that no subscription exists before the node knows
+        whether the user fixed the reliability -> (fixed reliability or None, history depth)."""
+        prefix = f"qos_overrides.{self.topic_name}.subscription."
+        values = {}
+        for policy, default in (("reliability", ""), ("history", "keep_last"), ("depth", 1)):
+            descriptor = ParameterDescriptor(
+                read_only=True, description=f"{policy} of the image subscription" + (
+                    " (empty: follow the publishers)" if policy == "reliability" else ""))
+            try:
+                values[policy] = self._node.declare_parameter(prefix + policy, default, descriptor).value
+            except (ValueError, TypeError, RuntimeError) as error:  # e.g. a value of the wrong type
+                raise ImageSubscriptionError(self._override_problem(f"{prefix}{policy}: {error}")) from error
+        reliability = str(values["reliability"]).strip().lower()
+        if reliability not in ("", "reliable", "best_effort"):
+            raise ImageSubscriptionError(self._override_problem(f"{prefix}reliability is '{values['reliability']}'"))
+        if str(values["history"]).strip().lower() != "keep_last":
+            raise ImageSubscriptionError(self._override_problem(f"{prefix}history is '{values['history']}'"))
+        if not isinstance(values["depth"], int) or values["depth"] < 1:
+            raise ImageSubscriptionError(self._override_problem(f"{prefix}depth is {values['depth']!r}"))
+        fixed = {"reliable": QoSReliabilityPolicy.RELIABLE, "best_effort": QoSReliabilityPolicy.BEST_EFFORT}
+        return fixed.get(reliability), int(values["depth"])
+
+    @staticmethod
+    def _override_problem(what: str) -> str:
+        return (f"invalid qos_overrides for the image subscription ({what}): reliability is 'reliable' or "
+                "'best_effort' (or left out: the node follows the camera), history 'keep_last', depth a "
+                "positive integer")
 
     def _offered(self):
         return [info.qos_profile.reliability for info in self._node.get_publishers_info_by_topic(self.topic_name)]
 
     def _replace(self, reliability: QoSReliabilityPolicy) -> None:
         profile = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=self._depth, reliability=reliability)
-        self._node.destroy_subscription(self._subscription)
+        if self._subscription is not None:
+            self._node.destroy_subscription(self._subscription)
         self._subscription = self._node.create_subscription(
             self.message_type, self.topic_name, self._callback, profile,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
