@@ -21,9 +21,10 @@ $(STAMP): requirements.txt constraints.txt setup.py
 test: setup
 	$(PY) -m pytest test -q -rs --timeout=600
 
-# A developer's quick loop: everything except the ros and slow tiers (test/conftest.py).
+# A developer's quick loop: everything except the ros and slow tiers (test/conftest.py), on two
+# processes with one thread each (OpenMP threads of two processes would wait for each other).
 test-fast: setup
-	$(PY) -m pytest test -q -rs --timeout=600 -m "not ros and not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest test -q -rs --timeout=600 -m "not ros and not slow" -n 2
 
 demo: setup
 	$(PY) scripts/demo.py
