@@ -39,7 +39,7 @@ def release_freed_memory() -> None:
 
     For after a one-off burst, such as loading a model: the file's bytes and the loader's copies are
     freed, but keep_freed_memory_in_process keeps up to its trim threshold of them in the process
-    (measured: ~100 MB after loading a ResNet-18 .onnx, see docs/benchmarks.md, "Node memory").
+    (measured in docs/benchmarks.md, "Node memory").
     Linux/glibc only; elsewhere a no-op.
     """
     if not sys.platform.startswith("linux"):

@@ -104,8 +104,8 @@ class OnnxDepthEstimator:
         options.inter_op_num_threads = 1
         if providers[0] == "CPUExecutionProvider":
             # Without the memory pattern the arena reuses activation blocks layer by layer instead of
-            # planning one block that holds them all: ~30 MB less for a ResNet-18 at 640x192, for a
-            # forward ~4 % slower on this project's CPU (docs/benchmarks.md, "Node memory").
+            # planning one block that holds them all: less memory for a slightly slower forward
+            # (measured in docs/benchmarks.md, "Node memory").
             options.enable_mem_pattern = False
         options.log_severity_level = 3  # errors only: the node reports what matters itself
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
