@@ -15,6 +15,8 @@ setup(
     packages=(find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
               + [TRAINER] + [f"{TRAINER}.{name}" for name in find_packages(where=TRAINER_DIR)]),
     package_dir={TRAINER: TRAINER_DIR},
+    # KITTI split lists (frame names) read by mono_depth_ros_training.kitti.splits.
+    package_data={f"{TRAINER}.kitti": ["splits/*.txt", "splits/*.txt.gz"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -69,11 +69,10 @@ class DepthEvaluation:
 
     def add(self, gt: np.ndarray, pred: np.ndarray) -> bool:
         """gt, pred: (H, W) metres, same size. -> False when no ground-truth pixel is usable (not counted)."""
-        gt_tensor, pred_tensor = torch.as_tensor(np.asarray(gt)), torch.as_tensor(np.asarray(pred))
         results = {}
         for scaling in SCALINGS:
             results[scaling] = image_depth_metrics(
-                gt_tensor, pred_tensor, min_depth=self.min_depth, max_depth=self.max_depth,
+                gt, pred, min_depth=self.min_depth, max_depth=self.max_depth,
                 median_scaling=scaling == MEDIAN_SCALED, crop=self.crop,
             )
         if results[UNSCALED] is None:

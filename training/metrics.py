@@ -4,13 +4,14 @@ Per image: ground truth is kept where min_depth < gt < max_depth (and inside the
 any); for non-metric models the prediction is first scaled by median(gt) / median(pred)
 ("median scaling"); predictions are clamped to [min_depth, max_depth]. Dataset figures are
 the mean of the per-image figures. This is Monodepth2's evaluate_depth.py protocol.
+NumPy only (torch is imported only to merge averages across ranks); the KITTI Eigen split's
+protocol (mono_depth_ros_training.kitti.protocol) uses these functions.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 # Lower is better for the errors, higher for the threshold accuracies.
@@ -51,62 +52,73 @@ def crop_mask(height: int, width: int, crop: str) -> np.ndarray:
     return mask
 
 
+def depth_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
+    """The seven metrics (:data:`DEPTH_METRIC_NAMES`) of matched pixels: gt, pred arrays of the same
+    shape, metres, > 0, already masked, scaled and clamped (Monodepth2's ``compute_errors``)."""
+    gt = np.asarray(gt, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    ratio = np.maximum(gt / pred, pred / gt)
+    difference = gt - pred
+    return {
+        "abs_rel": float(np.mean(np.abs(difference) / gt)),
+        "sq_rel": float(np.mean(difference ** 2 / gt)),
+        "rmse": float(np.sqrt(np.mean(difference ** 2))),
+        "rmse_log": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
+        "a1": float(np.mean(ratio < 1.25)),
+        "a2": float(np.mean(ratio < 1.25 ** 2)),
+        "a3": float(np.mean(ratio < 1.25 ** 3)),
+    }
+
+
+def _as_float64(values) -> np.ndarray:
+    """NumPy float64 copy of an array or a (CPU or GPU) torch tensor, without importing torch."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
 def image_depth_metrics(
-    gt: torch.Tensor,
-    pred: torch.Tensor,
+    gt,
+    pred,
     *,
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
     median_scaling: bool = False,
     crop: str = "none",
 ) -> Optional[Dict[str, float]]:
-    """Metrics of one image. gt, pred: same shape, metres (gt <= 0 or non-finite = invalid).
+    """Metrics of one image. gt, pred: same shape (NumPy arrays or torch tensors), metres (gt <= 0
+    or non-finite = invalid).
 
     ``crop`` ('garg', 'eigen', 'none') keeps only ground truth inside that region of the last
     two dimensions (H, W). -> {name: value} for :data:`DEPTH_METRIC_NAMES` plus "scale" (the
     median ratio applied, 1.0 without median scaling), or None when no ground-truth pixel is left.
+    Computed in float64 NumPy (a tensor is copied to the CPU).
     """
-    gt = torch.as_tensor(gt)
-    pred = torch.as_tensor(pred)
+    gt = _as_float64(gt)
+    pred = _as_float64(pred)
     if gt.shape != pred.shape:
         raise ValueError(f"ground truth {tuple(gt.shape)} and prediction {tuple(pred.shape)} differ in shape")
-    inside = None
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
     if crop != "none":
-        if gt.dim() < 2:
+        if gt.ndim < 2:
             raise ValueError(f"a '{crop}' crop needs (..., H, W) images, got shape {tuple(gt.shape)}")
-        inside = torch.from_numpy(crop_mask(gt.shape[-2], gt.shape[-1], crop)).expand(gt.shape).flatten()
-    gt = gt.detach().double().flatten()
-    pred = pred.detach().double().flatten()
-    valid = torch.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
-    if inside is not None:
-        valid &= inside.to(valid.device)
-    if not bool(valid.any()):
+        valid &= crop_mask(gt.shape[-2], gt.shape[-1], crop)
+    if not valid.any():
         return None
     gt = gt[valid]
     pred = pred[valid]
     scale = 1.0
     if median_scaling:
-        # quantile(0.5) averages the two middle values, like numpy.median.
-        scale = float(torch.quantile(gt, 0.5) / torch.quantile(pred, 0.5).clamp(min=1e-12))
+        scale = float(np.median(gt) / np.maximum(np.median(pred), 1e-12))
         pred = pred * scale
-    pred = pred.clamp(min_depth, max_depth)
-    ratio = torch.maximum(gt / pred, pred / gt)
-    difference = gt - pred
-    return {
-        "abs_rel": float((difference.abs() / gt).mean()),
-        "sq_rel": float((difference ** 2 / gt).mean()),
-        "rmse": float(torch.sqrt((difference ** 2).mean())),
-        "rmse_log": float(torch.sqrt(((torch.log(gt) - torch.log(pred)) ** 2).mean())),
-        "a1": float((ratio < 1.25).double().mean()),
-        "a2": float((ratio < 1.25 ** 2).double().mean()),
-        "a3": float((ratio < 1.25 ** 3).double().mean()),
-        "scale": scale,
-    }
+    pred = np.clip(pred, min_depth, max_depth)
+    return {**depth_errors(gt, pred), "scale": scale}
 
 
 def batch_depth_metrics(
-    gt: torch.Tensor,
-    pred: torch.Tensor,
+    gt,
+    pred,
     *,
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
@@ -139,6 +151,7 @@ class MetricAverager:
 
     def all_reduce(self, names=DEPTH_METRIC_NAMES + ("scale",)) -> None:
         """Sum counts and sums over all ranks (no-op unless torch.distributed is initialised)."""
+        import torch
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):

@@ -1,0 +1,10 @@
+"""KITTI raw data: the Eigen split's frame lists and the benchmark's evaluation protocol (NumPy, no torch).
+
+:func:`read_split` (:mod:`.splits`) and :func:`eigen_errors` / :func:`format_eigen_table` (:mod:`.protocol`).
+"""
+from .protocol import STEREO_SCALE_FACTOR, eigen_errors, format_eigen_table
+from .splits import SPLITS, SplitFrame, read_split, split_drives
+
+__all__ = [
+    "SPLITS", "STEREO_SCALE_FACTOR", "SplitFrame", "eigen_errors", "format_eigen_table", "read_split", "split_drives",
+]
