@@ -10,6 +10,7 @@ import pytest
 
 from mono_depth_ros.bagio import BagReader, discover_topics, select_depth_topic
 from mono_depth_ros.bagio.decode import decode_depth, decode_image
+from mono_depth_ros.geometry.rotations import quaternion_to_matrix
 from mono_depth_ros_training.kitti.raw import (
     DEPTH_TOPIC,
     EARTH_RADIUS_M,
@@ -18,14 +19,19 @@ from mono_depth_ros_training.kitti.raw import (
     ODOM_TOPIC,
     RIGHT_IMAGE_TOPIC,
     RIGHT_INFO_TOPIC,
+    TF_STATIC_TOPIC,
+    VELODYNE_TOPIC,
     KittiError,
     kitti_to_bag,
     load_calibration,
     main,
     oxts_poses,
     read_drive,
+    select_frames,
+    split_frames,
     velodyne_depth,
 )
+from mono_depth_ros_training.kitti.splits import read_split
 
 WIDTH, HEIGHT = 40, 24
 F, CX, CY = 20.0, 20.0, 12.0
@@ -132,8 +138,9 @@ def test_bag_is_read_back_with_the_calibration_depth_and_odometry(drive, tmp_pat
     assert bag == tmp_path / "bags" / DRIVE
     with BagReader(bag) as reader:
         counts = {topic: summary.count for topic, summary in reader.topics.items()}
-        assert counts == {t: FRAMES for t in (LEFT_IMAGE_TOPIC, LEFT_INFO_TOPIC, RIGHT_IMAGE_TOPIC, RIGHT_INFO_TOPIC,
-                                              DEPTH_TOPIC, ODOM_TOPIC)}
+        assert counts == {**{t: FRAMES for t in (LEFT_IMAGE_TOPIC, LEFT_INFO_TOPIC, RIGHT_IMAGE_TOPIC,
+                                                 RIGHT_INFO_TOPIC, DEPTH_TOPIC, ODOM_TOPIC, VELODYNE_TOPIC)},
+                          TF_STATIC_TOPIC: 1}
         chosen = discover_topics(reader, need_stereo=True)  # what `train` would pick on its own
         assert (chosen.image, chosen.camera_info, chosen.right_image, chosen.right_camera_info, chosen.depth,
                 chosen.odometry) == (LEFT_IMAGE_TOPIC, LEFT_INFO_TOPIC, RIGHT_IMAGE_TOPIC, RIGHT_INFO_TOPIC,
@@ -195,3 +202,94 @@ def test_inconsistent_frame_counts_and_short_oxts(drive, tmp_path):
     (drive / "oxts/data/0000000000.txt").write_text("49.0 8.4 110.0\n")
     with pytest.raises(KittiError, match="0000000000.txt has 3 values, expected 30"):
         kitti_to_bag([drive], tmp_path / "bags", progress=False)
+
+
+def _bag_messages(bag):
+    messages = {}
+    with BagReader(bag) as reader:
+        for topic, msgtype, stamp, msg in reader.messages(list(reader.topics)):
+            messages.setdefault(topic, []).append((msgtype, stamp, msg))
+    return messages
+
+
+def _matrix(transform):
+    t, q = transform.translation, transform.rotation
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix([q.x, q.y, q.z, q.w])
+    T[:3, 3] = [t.x, t.y, t.z]
+    return T
+
+
+def test_tf_static_holds_the_calibration_and_the_cloud_the_scan(drive, tmp_path):
+    (bag,) = kitti_to_bag([drive], tmp_path / "bags", progress=False)
+    messages = _bag_messages(bag)
+    ((msgtype, stamp, tf),) = messages[TF_STATIC_TOPIC]
+    assert msgtype == "tf2_msgs/msg/TFMessage" and stamp == messages[LEFT_IMAGE_TOPIC][0][1]
+    transforms = {(t.header.frame_id, t.child_frame_id): _matrix(t.transform) for t in tf.transforms}
+    assert set(transforms) == {("imu_link", "velodyne"), ("velodyne", "camera_left_optical"),
+                               ("camera_left_optical", "camera_right_optical")}
+    assert all(t.header.stamp.sec * 10**9 + t.header.stamp.nanosec == stamp for t in tf.transforms)
+    calib = load_calibration(drive.parent)
+    np.testing.assert_allclose(transforms["imu_link", "velodyne"], np.linalg.inv(calib.T_velo_imu), atol=1e-12)
+    np.testing.assert_allclose(transforms["imu_link", "velodyne"][:3, 3], [0.8, -0.3, 0.7], atol=1e-12)
+    # the pose of the left camera in the velodyne frame maps a camera point back: camera 2 sees
+    # _velo_point(30, 16, 4) at (u - cx) z / f, (v - cy) z / f, z
+    T_velo_left = transforms["velodyne", "camera_left_optical"]
+    point = np.append(_velo_point(30, 16, 4.0)[:3], 1.0)
+    camera = np.linalg.solve(T_velo_left, point)
+    np.testing.assert_allclose(camera[:3], [(30 - CX) * 4.0 / F, (16 - CY) * 4.0 / F, 4.0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(T_velo_left @ [0, 0, 4.0, 1], _velo_point(20, 12, 4.0)[:3] + [1.0], atol=1e-9)
+    right = transforms["camera_left_optical", "camera_right_optical"]
+    np.testing.assert_allclose(right[:3, :3], np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(right[:3, 3], [0.54, 0.0, 0.0], atol=1e-12)
+
+    clouds = messages[VELODYNE_TOPIC]
+    assert [stamp for _, stamp, _ in clouds] == [stamp for _, stamp, _ in messages[LEFT_IMAGE_TOPIC]]
+    msgtype, _, cloud = clouds[1]
+    assert msgtype == "sensor_msgs/msg/PointCloud2" and cloud.header.frame_id == "velodyne"
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("intensity", 12, 7, 1)]
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (1, len(POINTS), 16, 16 * len(POINTS))
+    assert not cloud.is_bigendian and cloud.is_dense
+    points = np.frombuffer(bytes(cloud.data), dtype="<f4").reshape(-1, 4)
+    np.testing.assert_array_equal(points, np.fromfile(drive / "velodyne_points/data/0000000001.bin", "<f4")
+                                  .reshape(-1, 4))
+
+
+def test_frame_selection_keeps_the_frames_and_their_neighbours(drive, tmp_path):
+    assert select_frames([5, 10], 12, neighbours=1) == [4, 5, 6, 9, 10, 11]
+    assert select_frames([0, 11, 11], 12, neighbours=1) == [0, 1, 10, 11]
+    assert select_frames([3, 8], 12, neighbours=2) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert select_frames([7], 12) == [7]
+    with pytest.raises(KittiError, match="frames 0..11, frames \\[12\\]"):
+        select_frames([3, 12], 12, drive="d")
+    stamps = read_drive(drive).stamps_ns.tolist()
+    for wanted, neighbours, kept in (([0], 1, [0, 1]), ([2], 0, [2]), ([2], 1, [1, 2])):
+        out = tmp_path / f"bags_{wanted[0]}_{neighbours}"
+        (bag,) = kitti_to_bag([drive], out, progress=False, frames={DRIVE: wanted}, neighbours=neighbours)
+        messages = _bag_messages(bag)
+        for topic in (LEFT_IMAGE_TOPIC, RIGHT_INFO_TOPIC, DEPTH_TOPIC, ODOM_TOPIC, VELODYNE_TOPIC):
+            assert [stamp for _, stamp, _ in messages[topic]] == [stamps[i] for i in kept], topic
+        assert [stamp for _, stamp, _ in messages[TF_STATIC_TOPIC]] == [stamps[kept[0]]]
+        for (_, _, odom), index in zip(messages[ODOM_TOPIC], kept):  # still relative to the drive's frame 0
+            assert odom.pose.pose.position.x == pytest.approx(index, abs=1e-3)
+    with pytest.raises(KittiError, match="no frames in the frame list"):
+        kitti_to_bag([drive], tmp_path / "none", progress=False, frames={"other_drive": [0]})
+
+
+def test_split_frames_are_the_split_lists_frames(drive, tmp_path, capsys):
+    frames = split_frames("eigen_test")
+    expected = {}
+    for frame in read_split("eigen_test"):
+        expected.setdefault(frame.drive.split("/")[1], set()).add(frame.frame)
+    assert frames == {drive_name: sorted(indices) for drive_name, indices in expected.items()}
+    assert sum(map(len, frames.values())) == len({(f.drive, f.frame) for f in read_split("eigen_test")})
+    # the miniature drive (drive_0001) is not in the test split; eigen_zhou_train asks for frames it lacks
+    assert main(["--drive", str(drive), "--out", str(tmp_path / "a"), "--split", "eigen_test", "--no-progress"]) == 2
+    assert "no frames in the frame list" in capsys.readouterr().out
+    assert main(["--drive", str(drive), "--out", str(tmp_path / "b"), "--split", "eigen_zhou_train",
+                 "--no-progress"]) == 2
+    assert "were asked for" in capsys.readouterr().out
+    assert main(["--drive", str(drive), "--out", str(tmp_path / "c"), "--split", "nope", "--no-progress"]) == 2
+    assert "split 'nope' is not known" in capsys.readouterr().out
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -3,19 +3,32 @@
 Used by the sample-recording renderer (:mod:`mono_depth_ros.simulation`), ``infer_bag`` and
 test fixtures: :func:`header_message`, :func:`image_from_fields` (any sensor_msgs/Image),
 :func:`image_message` (RGB in a colour encoding), :func:`compressed_image_message`,
-:func:`depth_message` (32FC1 / 16UC1), :func:`camera_info_message`, :func:`odometry_message`.
+:func:`depth_message` (32FC1 / 16UC1), :func:`camera_info_message`, :func:`odometry_message`,
+:func:`transform_message` / :func:`tf_message` (tf2_msgs/TFMessage) and :func:`point_cloud_message`
+(an unorganised float32 sensor_msgs/PointCloud2).
 Every function takes the rosbags typestore the message is for (:func:`.writer.make_typestore`).
 No ROS, no torch.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from mono_depth_ros.geometry.rotations import matrix_to_quaternion
-from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, ODOMETRY_TYPE
+from mono_depth_ros.msgtypes import (
+    CAMERA_INFO_TYPE,
+    COMPRESSED_TYPE,
+    IMAGE_TYPE,
+    ODOMETRY_TYPE,
+    POINT_CLOUD_TYPE,
+    POINT_FIELD_TYPE,
+)
+
+TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
+TRANSFORM_STAMPED_TYPE = "geometry_msgs/msg/TransformStamped"
+POINT_FIELD_FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
 
 # Default frame ids (REP 105 names): the camera's optical frame, the odometry frame and the camera body.
 OPTICAL_FRAME = "camera_optical_frame"
@@ -188,3 +201,47 @@ def odometry_message(
     )
 
 
+
+
+def transform_message(typestore, T_parent_child: np.ndarray, stamp_ns: int, frame_id: str, child_frame_id: str):
+    """geometry_msgs/TransformStamped as tf2 reads it: the pose of ``child_frame_id`` in ``frame_id``
+    (T_parent_child (4, 4) maps child coordinates to parent coordinates)."""
+    ns = typestore.types
+    T = np.asarray(T_parent_child, dtype=np.float64)
+    qx, qy, qz, qw = (float(v) for v in matrix_to_quaternion(T[:3, :3]))
+    transform = ns["geometry_msgs/msg/Transform"](
+        translation=ns["geometry_msgs/msg/Vector3"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+        rotation=ns["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
+    )
+    return ns[TRANSFORM_STAMPED_TYPE](
+        header=header_message(typestore, stamp_ns, frame_id), child_frame_id=child_frame_id, transform=transform,
+    )
+
+
+def tf_message(typestore, transforms: Iterable[Tuple[np.ndarray, str, str]], stamp_ns: int):
+    """tf2_msgs/TFMessage (for /tf or /tf_static) from (T_parent_child, parent, child) triples."""
+    stamped = [transform_message(typestore, T, stamp_ns, parent, child) for T, parent, child in transforms]
+    return typestore.types[TF_MESSAGE_TYPE](transforms=stamped)
+
+
+def point_cloud_message(typestore, points: np.ndarray, stamp_ns: int, frame_id: str,
+                        fields: Sequence[str] = ("x", "y", "z")):
+    """Unorganised sensor_msgs/PointCloud2 (height 1): points (N, len(fields)), one little-endian
+    float32 field per column at offsets 0, 4, 8, ...; dense when every value is finite."""
+    points = np.ascontiguousarray(points, dtype="<f4")
+    if points.ndim != 2 or points.shape[1] != len(fields):
+        raise ValueError(f"points must be (N, {len(fields)}) for fields {tuple(fields)}, got {points.shape}")
+    PointField = typestore.types[POINT_FIELD_TYPE]
+    point_step = 4 * len(fields)
+    return typestore.types[POINT_CLOUD_TYPE](
+        header=header_message(typestore, stamp_ns, frame_id),
+        height=1,
+        width=len(points),
+        fields=[PointField(name=name, offset=4 * i, datatype=POINT_FIELD_FLOAT32, count=1)
+                for i, name in enumerate(fields)],
+        is_bigendian=False,
+        point_step=point_step,
+        row_step=point_step * len(points),
+        data=points.reshape(-1).view(np.uint8),
+        is_dense=bool(np.isfinite(points).all()),
+    )

@@ -10,11 +10,13 @@ line) and ``velodyne_points/data/*.bin`` (float32 x y z reflectance).
 * :func:`velodyne_depth` -- the left camera's ground-truth depth from one scan, as the benchmark makes it.
 * :func:`oxts_poses` -- OXTS packets -> 4x4 poses relative to the first frame, body-frame velocities.
 * :func:`read_drive` -- the files of one drive, checked (:class:`KittiDrive`).
+* :func:`split_frames` -- the frames of a split (:mod:`.splits`) per drive, for ``kitti_to_bag(frames=...)``.
 * :func:`kitti_to_bag` -- drives -> one rosbag2 bag each, written through
   :mod:`mono_depth_ros.bagio.writer` with the builders of :mod:`mono_depth_ros.bagio.messages`.
 
 Every problem with the files is a :class:`KittiError` naming the file and what to do.
-CLI: ``python -m mono_depth_ros_training.kitti.raw --drive DIR [--drive DIR ...] --out OUT``.
+CLI: ``python -m mono_depth_ros_training.kitti.raw --drive DIR [--drive DIR ...] --out OUT
+[--split NAME [--neighbours N]]``.
 """
 from __future__ import annotations
 
@@ -24,15 +26,23 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from mono_depth_ros.bagio.messages import camera_info_message, depth_message, image_message, odometry_message
+from mono_depth_ros.bagio.messages import (
+    TF_MESSAGE_TYPE,
+    camera_info_message,
+    depth_message,
+    image_message,
+    odometry_message,
+    point_cloud_message,
+    tf_message,
+)
 from mono_depth_ros.bagio.writer import BagEntry, check_storage, make_typestore, write_sorted_bag
 from mono_depth_ros.geometry.rotations import rpy_to_matrix
-from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, IMAGE_TYPE, ODOMETRY_TYPE
+from mono_depth_ros.msgtypes import CAMERA_INFO_TYPE, IMAGE_TYPE, ODOMETRY_TYPE, POINT_CLOUD_TYPE
 
 EARTH_RADIUS_M = 6378137.0  # WGS84 equatorial radius, as KITTI's devkit (convertOxtsToPose) uses
 OXTS_FIELDS = 30
@@ -40,6 +50,7 @@ LEFT_FRAME = "camera_left_optical"
 RIGHT_FRAME = "camera_right_optical"
 ODOM_FRAME = "odom"
 IMU_FRAME = "imu_link"  # the OXTS unit: x forward, y left, z up
+VELODYNE_FRAME = "velodyne"
 
 LEFT_IMAGE_TOPIC = "/kitti/camera_left/image_raw"
 LEFT_INFO_TOPIC = "/kitti/camera_left/camera_info"
@@ -49,10 +60,13 @@ RIGHT_INFO_TOPIC = "/kitti/camera_right/camera_info"
 # so that `train` and `evaluate` choose it on their own (32FC1 metres, 0 where no point).
 DEPTH_TOPIC = "/kitti/camera_left/depth_gt"
 ODOM_TOPIC = "/odom"
+TF_STATIC_TOPIC = "/tf_static"
+VELODYNE_TOPIC = "/kitti/velodyne_points"
 TOPICS = (
+    (TF_STATIC_TOPIC, TF_MESSAGE_TYPE),
     (LEFT_IMAGE_TOPIC, IMAGE_TYPE), (LEFT_INFO_TOPIC, CAMERA_INFO_TYPE),
     (RIGHT_IMAGE_TOPIC, IMAGE_TYPE), (RIGHT_INFO_TOPIC, CAMERA_INFO_TYPE),
-    (DEPTH_TOPIC, IMAGE_TYPE), (ODOM_TOPIC, ODOMETRY_TYPE),
+    (DEPTH_TOPIC, IMAGE_TYPE), (ODOM_TOPIC, ODOMETRY_TYPE), (VELODYNE_TOPIC, POINT_CLOUD_TYPE),
 )
 
 
@@ -128,6 +142,31 @@ class KittiCalibration:
     def baseline(self) -> float:
         """Distance in metres from the left (2) to the right (3) camera along x (about 0.54 m in KITTI)."""
         return self.camera_offset(self.P_rect_02) - self.camera_offset(self.P_rect_03)
+
+    @staticmethod
+    def camera_translation(P: np.ndarray) -> np.ndarray:
+        """(3,) the rectified camera 0's origin in the frame of the camera of ``P`` (K^-1 P[:, 3])."""
+        return np.linalg.solve(P[:, :3], P[:, 3])
+
+    @property
+    def T_left_velo(self) -> np.ndarray:
+        """(4, 4) velodyne -> camera 2's rectified optical frame: [I | K^-1 P_rect_02[:, 3]] R_rect_00 T_cam_velo."""
+        return _rigid(np.eye(3), self.camera_translation(self.P_rect_02)) @ _rigid(self.R_rect_00, np.zeros(3)) \
+            @ self.T_cam_velo
+
+    @property
+    def T_left_right(self) -> np.ndarray:
+        """(4, 4) camera 3 -> camera 2 (rectified, same orientation): the right camera at x = +baseline."""
+        return _rigid(np.eye(3), self.camera_translation(self.P_rect_02) - self.camera_translation(self.P_rect_03))
+
+    def static_transforms(self) -> List[Tuple[np.ndarray, str, str]]:
+        """(T_parent_child, parent, child) for /tf_static: imu_link -> velodyne -> camera_left_optical
+        -> camera_right_optical."""
+        return [
+            (np.linalg.inv(self.T_velo_imu), IMU_FRAME, VELODYNE_FRAME),
+            (np.linalg.inv(self.T_left_velo), VELODYNE_FRAME, LEFT_FRAME),
+            (self.T_left_right, LEFT_FRAME, RIGHT_FRAME),
+        ]
 
     @property
     def P_velo_to_left(self) -> np.ndarray:
@@ -347,12 +386,18 @@ def read_rgb(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- the bag
 
 
-def drive_entries(drive: KittiDrive, typestore, exact_depth: bool = False, progress: bool = True) -> Iterator[BagEntry]:
-    """The messages of one drive, frame by frame in stamp order (see :func:`kitti_to_bag`)."""
+def drive_entries(drive: KittiDrive, typestore, exact_depth: bool = False, progress: bool = True,
+                  frames: Optional[Sequence[int]] = None) -> Iterator[BagEntry]:
+    """The messages of one drive (``frames``: indices in increasing order, default all), frame by frame
+    in stamp order, /tf_static first (see :func:`kitti_to_bag`)."""
     calib = drive.calibration
     width, height = calib.image_size
-    poses, linear, angular = oxts_poses(drive.oxts_packets)
-    frames = range(len(drive.stamps_ns))
+    poses, linear, angular = oxts_poses(drive.oxts_packets)  # relative to the drive's frame 0 whatever is kept
+    frames = range(len(drive.stamps_ns)) if frames is None else list(frames)
+    if not len(frames):
+        return
+    first = int(drive.stamps_ns[frames[0]])
+    yield BagEntry(TF_STATIC_TOPIC, TF_MESSAGE_TYPE, first, tf_message(typestore, calib.static_transforms(), first))
     if progress:
         from tqdm import tqdm
 
@@ -371,11 +416,37 @@ def drive_entries(drive: KittiDrive, typestore, exact_depth: bool = False, progr
             yield BagEntry(topic, IMAGE_TYPE, stamp, image_message(typestore, rgb, stamp, frame))
             info = camera_info_message(typestore, K, width, height, stamp, frame, baseline_m=baseline)
             yield BagEntry(info_topic, CAMERA_INFO_TYPE, stamp, info)
-        depth = velodyne_depth(read_velodyne(drive.velodyne_files[index]), calib, exact=exact_depth)
+        points = read_velodyne(drive.velodyne_files[index])
+        depth = velodyne_depth(points, calib, exact=exact_depth)
         yield BagEntry(DEPTH_TOPIC, IMAGE_TYPE, stamp, depth_message(typestore, depth, stamp, LEFT_FRAME))
+        cloud = point_cloud_message(typestore, points, stamp, VELODYNE_FRAME, ("x", "y", "z", "intensity"))
+        yield BagEntry(VELODYNE_TOPIC, POINT_CLOUD_TYPE, stamp, cloud)
         odometry = odometry_message(typestore, poses[index], linear[index], angular[index], stamp, ODOM_FRAME,
                                     IMU_FRAME)
         yield BagEntry(ODOM_TOPIC, ODOMETRY_TYPE, stamp, odometry)
+
+
+def split_frames(name: str) -> Dict[str, List[int]]:
+    """The frames split ``name`` (:func:`.splits.read_split`) uses, per drive folder name
+    (``'2011_09_26_drive_0002_sync'``): sorted frame indices, left and right merged."""
+    from mono_depth_ros_training.kitti.splits import read_split
+
+    frames: Dict[str, set] = {}
+    for frame in read_split(name):
+        frames.setdefault(frame.drive.split("/", 1)[1], set()).add(frame.frame)
+    return {drive: sorted(indices) for drive, indices in frames.items()}
+
+
+def select_frames(wanted: Iterable[int], count: int, neighbours: int = 0, drive: str = "") -> List[int]:
+    """Frame indices ``wanted`` plus frame +- 1 .. neighbours (those inside the drive) -> sorted,
+    unique; KittiError for a wanted index outside 0 .. count - 1."""
+    wanted = sorted({int(index) for index in wanted})
+    outside = [index for index in wanted if not 0 <= index < count]
+    if outside:
+        raise KittiError(f"drive {drive} has frames 0..{count - 1}, frames {outside[:5]} were asked for; "
+                         f"is the drive complete, and the split or frame list the one for this drive?")
+    keep = {index + offset for index in wanted for offset in range(-neighbours, neighbours + 1)}
+    return sorted(index for index in keep if 0 <= index < count)
 
 
 def kitti_to_bag(
@@ -386,6 +457,8 @@ def kitti_to_bag(
     exact_depth: bool = False,
     calib_dir: Optional[Union[str, Path]] = None,
     progress: bool = True,
+    frames: Optional[Mapping[str, Iterable[int]]] = None,
+    neighbours: int = 0,
 ) -> List[Path]:
     """Convert KITTI raw drives (synced + rectified) -> one new bag directory per drive, ``out/<drive name>``.
 
@@ -400,7 +473,17 @@ def kitti_to_bag(
     * ``/kitti/camera_left/depth_gt`` -- 32FC1 metres, 0 where no velodyne point
       (:func:`velodyne_depth`; the published protocol's values unless ``exact_depth``);
     * ``/odom`` -- nav_msgs/Odometry of ``imu_link`` (the OXTS unit) in ``odom``, the first frame's
-      pose (:func:`oxts_poses`), with body-frame velocities.
+      pose (:func:`oxts_poses`), with body-frame velocities;
+    * ``/kitti/velodyne_points`` -- the scan as an unorganised PointCloud2 (x y z intensity float32,
+      frame ``velodyne``);
+    * ``/tf_static`` -- one tf2_msgs/TFMessage at the first stamp (latched by convention, a
+      transient-local topic when played): imu_link -> velodyne (calib_imu_to_velo), velodyne ->
+      camera_left_optical (rectified camera 2: T_cam_velo, R_rect_00, P_rect_02's offset),
+      camera_left_optical -> camera_right_optical (the baseline along x).
+
+    frames: {drive folder name: frame indices} to convert only those (e.g. :func:`split_frames`),
+    each with its ``neighbours`` frames either side (for temporal training); a drive missing from
+    it is an error. Odometry stays relative to the drive's frame 0.
     """
     check_storage(storage)
     out = Path(out)
@@ -408,6 +491,12 @@ def kitti_to_bag(
     names = [drive.name for drive in drives]
     if len(set(names)) != len(names):
         raise KittiError(f"the same drive name twice among {names}; each becomes a bag {out}/<drive name>")
+    selected: Dict[str, Optional[List[int]]] = {drive.name: None for drive in drives}
+    if frames is not None:
+        for drive in drives:
+            if drive.name not in frames:
+                raise KittiError(f"drive {drive.name} has no frames in the frame list (split); leave it out")
+            selected[drive.name] = select_frames(frames[drive.name], len(drive.stamps_ns), neighbours, drive.name)
     for drive in drives:
         if (out / drive.name).exists():
             raise KittiError(f"{out / drive.name} exists; remove it or choose another --out")
@@ -415,7 +504,8 @@ def kitti_to_bag(
     typestore = make_typestore()
     bags = []
     for drive in drives:
-        entries = drive_entries(drive, typestore, exact_depth=exact_depth, progress=progress)
+        entries = drive_entries(drive, typestore, exact_depth=exact_depth, progress=progress,
+                                frames=selected[drive.name])
         try:
             bags.append(write_sorted_bag(out / drive.name, entries, TOPICS, storage, typestore))
         except BaseException:
@@ -436,11 +526,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
     parser.add_argument("--exact-depth", action="store_true",
                         help="ground truth as camera z at the exact pixel (default: the published protocol's)")
+    parser.add_argument("--split", default=None, help="convert only the frames this split uses (eigen_test, "
+                        "eigen_zhou_train, eigen_zhou_val)")
+    parser.add_argument("--neighbours", type=int, default=1, metavar="N",
+                        help="with --split, also keep frames -N..+N around each (temporal training; default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.neighbours < 0:
+        parser.error("--neighbours must be >= 0")
+    try:
+        frames = split_frames(args.split) if args.split else None
+    except ValueError as error:  # an unknown split name
+        print(f"error: {error}")
+        return 2
     try:
         bags = kitti_to_bag(args.drive, args.out, storage=args.storage, exact_depth=args.exact_depth,
-                            calib_dir=args.calib_dir, progress=not args.no_progress)
+                            calib_dir=args.calib_dir, progress=not args.no_progress, frames=frames,
+                            neighbours=args.neighbours)
     except KittiError as error:
         print(f"error: {error}")
         return 2
