@@ -8,6 +8,7 @@ Test modules import from here (`from helpers import ...`; test/ is on sys.path),
 * read_bag, decode_depth_raw: what a bag holds, for the bag tools' tests.
 * The trainer's test fixtures: BASELINE, RecordingDataset, small_recording, make_datasets,
   tiny_config, report, quiet.
+* write_kitti_drive: a miniature KITTI raw drive (calibration, images, OXTS, velodyne) on disk.
 """
 from __future__ import annotations
 
@@ -157,3 +158,67 @@ def report(has_odometry=True, rectified=True):
 
 def quiet(message):
     """A log function that drops everything."""
+
+
+# ---- KITTI raw ------------------------------------------------------------------------------------
+KITTI_DATE = "2011_09_26"
+KITTI_DRIVE = f"{KITTI_DATE}_drive_0001_sync"
+
+
+def write_kitti_drive(root, frames=3, width=40, height=24, f=20.0, points=None):
+    """A KITTI raw drive in KITTI's on-disk format under ``root`` -> the drive folder
+    (root/2011_09_26/2011_09_26_drive_0001_sync). Cameras 2 and 3 rectified with focal ``f``, principal
+    point at the centre, baseline 0.54 m; velodyne x forward = camera z + 0.5; 1 m east per frame.
+    ``points(i)`` -> (N, 4) float32 velodyne scan of frame i (default: a dense grid in front, depth
+    growing with the frame and the column); image i is a flat colour that differs per frame."""
+    import math
+    from pathlib import Path
+
+    import cv2
+
+    from mono_depth_ros_training.kitti.raw import EARTH_RADIUS_M
+
+    cx, cy, t_left, t_right, velo_z, lat0, lon0 = width / 2, height / 2, 0.06, -0.48, -0.5, 49.0, 8.4
+
+    def line(key, values):
+        return f"{key}: " + " ".join(f"{v:.12e}" for v in np.ravel(values)) + "\n"
+
+    def P(tx):
+        return np.array([[f, 0, cx, f * tx], [0, f, cy, 0], [0, 0, 1, 0]])
+
+    def grid(i):
+        u, v = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
+        z = 4.0 + 2.0 * i + 0.25 * u + 0.1 * v
+        x2, y2 = (u - cx) * z / f, (v - cy) * z / f
+        return np.stack([z - velo_z, -(x2 - t_left), -y2, np.full_like(z, 0.5)], -1).reshape(-1, 4).astype(np.float32)
+
+    points = points or grid
+    date = Path(root) / KITTI_DATE
+    drive = date / KITTI_DRIVE
+    date.mkdir(parents=True)
+    (date / "calib_cam_to_cam.txt").write_text(
+        "calib_time: 09-Jan-2012 13:57:47\n" + line("S_rect_02", [width, height]) + line("R_rect_00", np.eye(3))
+        + line("P_rect_02", P(t_left)) + line("S_rect_03", [width, height]) + line("P_rect_03", P(t_right))
+    )
+    R_velo = np.array([[0, -1, 0], [0, 0, -1], [1, 0, 0]], dtype=float)
+    (date / "calib_velo_to_cam.txt").write_text(
+        "calib_time: 15-Mar-2012 11:37:16\n" + line("R", R_velo) + line("T", [0, 0, velo_z])
+    )
+    (date / "calib_imu_to_velo.txt").write_text(line("R", np.eye(3)) + line("T", [-0.8, 0.3, -0.7]))
+    for name in ("image_02/data", "image_03/data", "oxts/data", "velodyne_points/data"):
+        (drive / name).mkdir(parents=True)
+    step_deg = math.degrees(1.0 / (math.cos(math.radians(lat0)) * EARTH_RADIUS_M))
+    stamps = []
+    for i in range(frames):
+        stem = f"{i:010d}"
+        image = np.full((height, width, 3), 40 * i, np.uint8)
+        image[:, :, 2] = 200
+        cv2.imwrite(str(drive / "image_02/data" / f"{stem}.png"), image)
+        cv2.imwrite(str(drive / "image_03/data" / f"{stem}.png"), image[:, :, ::-1].copy())
+        packet = [lat0, lon0 + i * step_deg, 110.0, 0, 0, 0, 0, 10.0, 10.0, 0.0, 0.0]
+        packet += [0.0] * 9 + [0.0, 0.0, 0.05] + [0.1, 0.1, 4, 10, 4, 4, 4]
+        (drive / "oxts/data" / f"{stem}.txt").write_text(" ".join(f"{v:.12f}" for v in packet) + "\n")
+        np.asarray(points(i), dtype=np.float32).tofile(drive / "velodyne_points/data" / f"{stem}.bin")
+        stamps.append(f"{KITTI_DATE.replace('_', '-')} 13:02:25.{100000000 * i + 964389:09d}")
+    (drive / "image_02/timestamps.txt").write_text("\n".join(stamps) + "\n")
+    return drive

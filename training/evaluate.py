@@ -449,7 +449,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Standard depth metrics (abs_rel, sq_rel, rmse, rmse_log, δ<1.25, δ<1.25², δ<1.25³) of a "
         "model and/or no-learning baselines on a bag with ground-truth depth (KITTI Eigen protocol by default).",
     )
-    parser.add_argument("--bag", required=True, help="rosbag2 directory, .mcap or .db3 file")
+    parser.add_argument("--bag", required=True, nargs="+",
+                        help="rosbag2 directory, .mcap or .db3 file (several only with --protocol kitti-eigen)")
+    parser.add_argument(
+        "--protocol", default="bag", choices=("bag", "kitti-eigen"),
+        help="bag: the table below for a model and/or baselines (default); kitti-eigen: the KITTI Eigen split's "
+        "benchmark table of --model on KITTI bags (docs/evaluation.md)",
+    )
+    parser.add_argument("--fixed-scale", type=float, default=None,
+                        help="kitti-eigen: multiply predictions by this (default: 5.4 for imported Monodepth2 "
+                        "stereo weights, else the model file's depth_scale)")
     parser.add_argument("--model", default=None, help="model file (.safetensors)")
     parser.add_argument(
         "--baseline", action="append", default=[], choices=BASELINES,
@@ -485,10 +494,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     from mono_depth_ros.bagio import BagError
     from mono_depth_ros.model_file import ModelFileError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.protocol == "kitti-eigen":
+        return _main_kitti(args, parser)
+    if len(args.bag) != 1 or args.fixed_scale is not None:
+        parser.error("several --bag and --fixed-scale need --protocol kitti-eigen")
     try:
         report = evaluate_bag(
-            args.bag, model=args.model, baselines=args.baseline, image_topic=args.image_topic,
+            args.bag[0], model=args.model, baselines=args.baseline, image_topic=args.image_topic,
             camera_info_topic=args.camera_info_topic, depth_topic=args.depth_topic, min_depth=args.min_depth,
             max_depth=args.max_depth, crop=args.crop, device=args.device, every=args.every,
             max_frames=args.max_frames, constant=args.constant_depth, camera_height=args.camera_height,
@@ -498,11 +512,37 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"evaluate: error: {error}", file=sys.stderr)
         return 1
     print(format_table(report))
-    if args.json:
-        path = Path(args.json)
+    _write_json(args.json, report)
+    return 0
+
+
+def _write_json(json_path: Optional[str], report: Dict[str, object]) -> None:
+    if json_path:
+        path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {path}")
+
+
+def _main_kitti(args, parser) -> int:
+    from mono_depth_ros.bagio import BagError
+    from mono_depth_ros.model_file import ModelFileError
+
+    from .kitti.evaluate import format_kitti_report, kitti_eigen_evaluate
+
+    if args.model is None or args.baseline:
+        parser.error("--protocol kitti-eigen evaluates one --model (no --baseline)")
+    try:
+        report = kitti_eigen_evaluate(
+            args.bag, args.model, fixed_scale=args.fixed_scale, device=args.device, image_topic=args.image_topic,
+            depth_topic=args.depth_topic, max_stamp_diff_s=args.max_stamp_diff, min_depth=args.min_depth,
+            max_depth=args.max_depth, crop=args.crop,
+        )
+    except (EvaluationError, BagError, ModelFileError, ValueError) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+        return 1
+    print(format_kitti_report(report))
+    _write_json(args.json, report)
     return 0
 
 
