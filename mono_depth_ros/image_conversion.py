@@ -56,7 +56,7 @@ def image_to_rgb(
         raise ImageFormatError(
             f"step {step} is smaller than width x bytes per pixel = {width} x {channels * channel_bytes} = {row_bytes}"
         )
-    buffer = np.frombuffer(data, dtype=np.uint8)
+    buffer = _byte_array(data)
     if buffer.size < step * height:
         raise ImageFormatError(
             f"data has {buffer.size} bytes, fewer than step x height = {step} x {height} = {step * height}"
