@@ -44,8 +44,12 @@ def intra_op_threads() -> int:
 
 
 def pytest_configure(config):
-    # One DDS domain per test session, traffic kept on this machine.
+    # One DDS domain per test session, traffic kept on this machine. pytest-xdist workers inherit the
+    # controller's environment: each takes its own domain next to it, so parallel node tests never meet.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        os.environ["ROS_DOMAIN_ID"] = str(20 + (int(os.environ["ROS_DOMAIN_ID"]) - 20 + 1 + int(worker[2:])) % 80)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble
     torch.set_num_threads(intra_op_threads())
